@@ -1,0 +1,367 @@
+"""The one BERT encoder (tf.compat.v1 graph) that every method plugs into.
+
+Variable scopes are exactly Google's checkpoint names, so original checkpoints load unchanged.
+Methods change the model only through two hooks:
+
+* a dense-layer factory ``factory(inputs, units, name, layer_index, activation=None)`` that builds
+  every kernel (q, k, v, attention output, intermediate, output, pooler) inside the current
+  variable scope; ``layer_index`` is None for the pooler;
+* a token selector ``selector(layer_index, hidden, attention_probs, input_mask)`` called after
+  the attention sub-block (after its Add & LayerNorm, before the FFN) that returns the possibly
+  shorter ``(hidden, input_mask)``.
+"""
+import copy
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+LAYER_NORM_EPSILON = 1e-12  # Google's BERT value; checkpoints were trained with it.
+MASKED_LOGIT = -10000.0  # Added to attention logits of padding: exp() underflows to 0 in fp32.
+
+_ARCHITECTURE_KEYS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
+    "max_position_embeddings", "type_vocab_size", "initializer_range",
+)
+# Keys a per-layer override may change; anything else in "layers" is a config error.
+PER_LAYER_KEYS = ("num_attention_heads", "intermediate_size", "attention_head_size")
+
+
+class ConfigError(ValueError):
+    """A bert_config.json that cannot describe a model."""
+
+
+class BertConfig:
+    """Architecture of a BERT model, with optional per-layer overrides.
+
+    ``layers`` (optional) is a list with one dict per encoder layer that may override
+    ``num_attention_heads``, ``intermediate_size`` and ``attention_head_size`` (pruned models
+    differ per layer). Keys we do not know (e.g. a method's settings such as ``kernel_ranks``)
+    are kept and written back, so a config flows unchanged through every step.
+    """
+
+    def __init__(self, vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+                 attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+                 type_vocab_size=16, initializer_range=0.02, **extra):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.initializer_range = initializer_range
+        self.extra = dict(extra)
+        self.validate()
+
+    # Per-layer view -------------------------------------------------------------------------
+    def _layer_value(self, layer_index, key, default):
+        layers = self.extra.get("layers")
+        if layers and key in layers[layer_index]:
+            return layers[layer_index][key]
+        return default
+
+    def heads(self, layer_index):
+        return self._layer_value(layer_index, "num_attention_heads", self.num_attention_heads)
+
+    def head_size(self, layer_index):
+        return self._layer_value(layer_index, "attention_head_size",
+                                 self.extra.get("attention_head_size",
+                                                self.hidden_size // self.num_attention_heads))
+
+    def intermediate(self, layer_index):
+        return self._layer_value(layer_index, "intermediate_size", self.intermediate_size)
+
+    def validate(self):
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        if "attention_head_size" not in self.extra and self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of "
+                              f"num_attention_heads {self.num_attention_heads}")
+        layers = self.extra.get("layers")
+        if layers is not None:
+            if len(layers) != self.num_hidden_layers:
+                raise ConfigError(f"'layers' has {len(layers)} entries, expected "
+                                  f"num_hidden_layers={self.num_hidden_layers}")
+            for index, layer in enumerate(layers):
+                unknown = set(layer) - set(PER_LAYER_KEYS)
+                if unknown:
+                    raise ConfigError(f"layers[{index}] has unknown keys {sorted(unknown)}; "
+                                      f"allowed: {list(PER_LAYER_KEYS)}")
+
+    # Serialisation --------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        if "vocab_size" not in values:
+            raise ConfigError("config has no 'vocab_size'")
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: bert_config.json not found (expected a BERT "
+                                    "config in Google's json format)")
+        with open(path, encoding="utf-8") as handle:
+            try:
+                values = json.load(handle)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path}: not valid json ({error})") from None
+        try:
+            return cls.from_dict(values)
+        except (ConfigError, TypeError) as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+    def to_dict(self):
+        values = {key: getattr(self, key) for key in _ARCHITECTURE_KEYS}
+        values.update(copy.deepcopy(self.extra))
+        return values
+
+    def to_json_string(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path):
+        write_text_atomic(path, self.to_json_string())
+
+    def copy(self):
+        return BertConfig.from_dict(self.to_dict())
+
+
+def write_text_atomic(path, text):
+    """Write via a temp file + rename so that a kill never leaves a half-written file."""
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temp, path)
+
+
+# Activations ------------------------------------------------------------------------------------
+def gelu(x):
+    """Exact GELU (erf form), as in Google's released checkpoints."""
+    return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def gelu_new(x):
+    """Tanh approximation of GELU (used by GPT-2 style checkpoints)."""
+    return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_new, "relu": tf.nn.relu, "tanh": tf.tanh,
+               "linear": None}
+
+
+def create_initializer(initializer_range=0.02):
+    return tf1.truncated_normal_initializer(stddev=initializer_range)
+
+
+# The dense-layer factory hook -------------------------------------------------------------------
+def _apply_kernel(inputs, kernel):
+    """inputs [..., in] @ kernel [in, out] as one 2-D matmul (fastest path on CPU)."""
+    in_width = kernel.shape[0]
+    flat = tf.reshape(inputs, [-1, in_width])
+    out = tf.reshape(tf.matmul(flat, kernel),
+                     tf.concat([tf.shape(inputs)[:-1], [kernel.shape[-1]]], axis=0))
+    out.set_shape(inputs.shape[:-1].concatenate([kernel.shape[-1]]))
+    return out
+
+
+def dense(inputs, units, name, activation=None, initializer_range=0.02):
+    """Plain dense layer: ``<name>/kernel`` [in, units] and ``<name>/bias``."""
+    in_width = inputs.shape[-1]
+    with tf1.variable_scope(name):
+        kernel = tf1.get_variable("kernel", [in_width, units],
+                                  initializer=create_initializer(initializer_range))
+        bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
+    out = tf.nn.bias_add(_apply_kernel(inputs, kernel), bias)
+    return activation(out) if activation is not None else out
+
+
+def low_rank_dense(inputs, units, name, rank, activation=None, rank_gate=None,
+                   initializer_range=0.02):
+    """W ≈ P·Q: ``<name>_p/kernel`` [in, rank], ``<name>_q/kernel`` [rank, units], ``<name>/bias``.
+
+    ``rank_gate(h, name)`` (optional) scales the rank dimension between the factors; FLOP puts
+    its HardConcrete mask there.
+    """
+    in_width = inputs.shape[-1]
+    with tf1.variable_scope(name + "_p"):
+        p_kernel = tf1.get_variable("kernel", [in_width, rank],
+                                    initializer=create_initializer(initializer_range))
+    with tf1.variable_scope(name + "_q"):
+        q_kernel = tf1.get_variable("kernel", [rank, units],
+                                    initializer=create_initializer(initializer_range))
+    with tf1.variable_scope(name):
+        bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
+    hidden = _apply_kernel(inputs, p_kernel)
+    if rank_gate is not None:
+        hidden = rank_gate(hidden, name)
+    out = tf.nn.bias_add(_apply_kernel(hidden, q_kernel), bias)
+    return activation(out) if activation is not None else out
+
+
+def kernel_key(name):
+    """Key of the kernel built now, in the config's ``kernel_ranks``: 'layer_3/attention/self/query'.
+
+    It is the variable scope below ``bert/encoder`` (or ``bert``), so it names the same kernel in
+    every checkpoint of the model folder's history.
+    """
+    scope = tf1.get_variable_scope().name.split("/", 1)[-1]
+    if scope.startswith("encoder/"):
+        scope = scope[len("encoder/"):]
+    return f"{scope}/{name}"
+
+
+def config_dense_factory(config):
+    """Default factory: plain dense, or low-rank where the config's ``kernel_ranks`` says so.
+
+    A compact FLOP model is described by its config alone: each factorized kernel's kept rank
+    is listed in ``kernel_ranks``; kernels not listed are plain dense.
+    """
+    ranks = config.extra.get("kernel_ranks") or {}
+
+    def factory(inputs, units, name, layer_index, activation=None):
+        rank = ranks.get(kernel_key(name))
+        if rank is None:
+            return dense(inputs, units, name, activation, config.initializer_range)
+        return low_rank_dense(inputs, units, name, rank, activation,
+                              initializer_range=config.initializer_range)
+
+    return factory
+
+
+# Model ------------------------------------------------------------------------------------------
+def layer_norm(inputs, name="LayerNorm"):
+    """LayerNorm over the last axis with Google's variable names (gamma, beta)."""
+    width = inputs.shape[-1]
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", [width], initializer=tf1.ones_initializer())
+        beta = tf1.get_variable("beta", [width], initializer=tf1.zeros_initializer())
+    mean, variance = tf.nn.moments(inputs, axes=[-1], keepdims=True)
+    return (inputs - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
+
+
+def dropout(inputs, rate):
+    if rate is None or rate == 0.0:
+        return inputs
+    return tf.nn.dropout(inputs, rate=rate)
+
+
+class BertModel:
+    """BERT encoder + pooler built into the current graph under the ``bert`` scope.
+
+    Outputs: ``sequence_output`` [B, S_last, H] (S_last < S when a token selector drops tokens),
+    ``pooled_output`` [B, H], ``all_encoder_layers`` (list of [B, S_j, H]),
+    ``all_attention_probs`` (list of [B, heads_j, S_j, S_j]), ``embedding_output``.
+    """
+
+    def __init__(self, config, is_training, input_ids, input_mask=None, token_type_ids=None,
+                 dense_factory=None, token_selector=None, scope="bert"):
+        config = config.copy()
+        if not is_training:
+            config.hidden_dropout_prob = 0.0
+            config.attention_probs_dropout_prob = 0.0
+        self.config = config
+        factory = dense_factory or config_dense_factory(config)
+        seq_length = input_ids.shape[1]
+        if input_mask is None:
+            input_mask = tf.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = tf.zeros_like(input_ids)
+        if seq_length is not None and seq_length > config.max_position_embeddings:
+            raise ConfigError(f"sequence length {seq_length} is above max_position_embeddings "
+                              f"{config.max_position_embeddings}")
+
+        with tf1.variable_scope(scope):
+            with tf1.variable_scope("embeddings"):
+                self.embedding_table = tf1.get_variable(
+                    "word_embeddings", [config.vocab_size, config.hidden_size],
+                    initializer=create_initializer(config.initializer_range))
+                embeddings = tf.gather(self.embedding_table, input_ids)
+                token_type_table = tf1.get_variable(
+                    "token_type_embeddings", [config.type_vocab_size, config.hidden_size],
+                    initializer=create_initializer(config.initializer_range))
+                embeddings += tf.gather(token_type_table, token_type_ids)
+                position_table = tf1.get_variable(
+                    "position_embeddings", [config.max_position_embeddings, config.hidden_size],
+                    initializer=create_initializer(config.initializer_range))
+                embeddings += tf.expand_dims(position_table[:tf.shape(input_ids)[1]], 0)
+                embeddings = dropout(layer_norm(embeddings), config.hidden_dropout_prob)
+            self.embedding_output = embeddings
+
+            with tf1.variable_scope("encoder"):
+                hidden = embeddings
+                mask = input_mask
+                self.all_encoder_layers = []
+                self.all_attention_probs = []
+                for layer_index in range(config.num_hidden_layers):
+                    with tf1.variable_scope(f"layer_{layer_index}"):
+                        hidden, mask, probs = _encoder_layer(config, layer_index, hidden, mask,
+                                                             factory, token_selector)
+                    self.all_encoder_layers.append(hidden)
+                    self.all_attention_probs.append(probs)
+            self.sequence_output = hidden
+            self.output_mask = mask
+
+            with tf1.variable_scope("pooler"):
+                first_token = self.sequence_output[:, 0]
+                self.pooled_output = factory(first_token, config.hidden_size, "dense", None,
+                                             activation=tf.tanh)
+
+
+def _encoder_layer(config, layer_index, hidden, input_mask, factory, token_selector):
+    heads = config.heads(layer_index)
+    head_size = config.head_size(layer_index)
+    activation = ACTIVATIONS[config.hidden_act]
+    with tf1.variable_scope("attention"):
+        with tf1.variable_scope("self"):
+            context, probs = _self_attention(config, layer_index, hidden, input_mask, heads,
+                                             head_size, factory)
+        with tf1.variable_scope("output"):
+            attention_out = factory(context, config.hidden_size, "dense", layer_index)
+            attention_out = dropout(attention_out, config.hidden_dropout_prob)
+            attention_out = layer_norm(attention_out + hidden)
+    if token_selector is not None:
+        attention_out, input_mask = token_selector(layer_index, attention_out, probs, input_mask)
+    with tf1.variable_scope("intermediate"):
+        intermediate = factory(attention_out, config.intermediate(layer_index), "dense",
+                               layer_index, activation=activation)
+    with tf1.variable_scope("output"):
+        out = factory(intermediate, config.hidden_size, "dense", layer_index)
+        out = dropout(out, config.hidden_dropout_prob)
+        out = layer_norm(out + attention_out)
+    return out, input_mask, probs
+
+
+def _self_attention(config, layer_index, hidden, input_mask, heads, head_size, factory):
+    batch = tf.shape(hidden)[0]
+    seq = tf.shape(hidden)[1]
+
+    def split_heads(tensor):  # [B, S, heads*size] -> [B, heads, S, size]
+        return tf.transpose(tf.reshape(tensor, [batch, seq, heads, head_size]), [0, 2, 1, 3])
+
+    width = heads * head_size
+    query = split_heads(factory(hidden, width, "query", layer_index))
+    key = split_heads(factory(hidden, width, "key", layer_index))
+    value = split_heads(factory(hidden, width, "value", layer_index))
+    scores = tf.matmul(query, key, transpose_b=True) * (1.0 / math.sqrt(head_size))
+    mask_bias = (1.0 - tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], scores.dtype))
+    scores += mask_bias * MASKED_LOGIT
+    probs = tf.nn.softmax(scores)
+    context = tf.matmul(dropout(probs, config.attention_probs_dropout_prob), value)
+    context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, seq, width])
+    context.set_shape([None, None, width])
+    return context, probs
+
+
+def count_parameters(shapes):
+    """Number of scalars in an iterable of shapes."""
+    return int(sum(np.prod(shape) for shape in shapes))
