@@ -1,16 +1,11 @@
 """GLUE processors on handmade files in the real GLUE layouts, on the real data, and the submission writer."""
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
 
-if str(REPO_ROOT) not in sys.path:  # tests/ (not the repo root) is what pytest puts on sys.path
-    sys.path.insert(0, str(REPO_ROOT))
-
-from bert import glue  # noqa: E402
+from bert import glue
 
 MNLI_PREFIX = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t" \
               "sentence1_parse\tsentence2_parse\tsentence1\tsentence2"

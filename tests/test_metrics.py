@@ -1,16 +1,11 @@
 """Full-set GLUE metrics against values worked out by hand."""
 import math
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
 
-if str(REPO_ROOT) not in sys.path:  # tests/ (not the repo root) is what pytest puts on sys.path
-    sys.path.insert(0, str(REPO_ROOT))
-
-from bert import glue, metrics  # noqa: E402
+from bert import glue, metrics
 
 # tp = 3 (positions 0, 3, 6), fp = 1 (position 1), fn = 2 (positions 4, 7), tn = 2 (positions 2, 5)
 BINARY_PREDS = np.array([1, 1, 0, 1, 0, 0, 1, 0])

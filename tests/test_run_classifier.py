@@ -1,0 +1,194 @@
+"""Fine-tuning flow: a real short fine-tune, resuming, full-set metrics, and bad input."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from bert import checkpoint, convert_hf, metrics, modeling, run_classifier
+
+tf1 = tf.compat.v1
+FLAGS = flags.FLAGS
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def set_flags(**values):
+    """Parse a fresh set of run_classifier flags, as the command line would."""
+    FLAGS.unparse_flags()
+    FLAGS(["run_classifier"] + [f"--{key}={value}" for key, value in values.items()])
+
+
+def read_eval_results(output_dir):
+    results = {}
+    with open(os.path.join(output_dir, "eval_results.txt")) as handle:
+        for line in handle:
+            if " = " in line:
+                key, value = line.strip().split(" = ")
+                results[key] = float(value)
+    return results
+
+
+@pytest.fixture(scope="module")
+def minilm_dir(hf_model_dir, tmp_path_factory):
+    return convert_hf.convert(str(hf_model_dir), str(tmp_path_factory.mktemp("minilm")))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A random 2-layer BERT in Google's format, with a 40-token vocab."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = ["the", "good", "bad", "movie", "film", "great", "awful", "is", "a", "plot",
+             "fun", "dull", "and", "very", "not"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=32,
+                                 max_position_embeddings=64, type_vocab_size=2)
+    config.to_json_file(str(folder / "bert_config.json"))
+    with tf.Graph().as_default():
+        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, 16]))
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            values = {v.op.name: session.run(v) for v in tf1.global_variables()}
+    checkpoint.save_variables(values, str(folder / checkpoint.CHECKPOINT_NAME))
+    return folder
+
+
+def write_sst2_fixture(folder, rows=40):
+    positive = ["a good film .", "great fun and a very good plot .", "the movie is great ."]
+    negative = ["a bad film .", "dull and awful .", "the plot is not good ."]
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["sentence\tlabel"] + [f"{(positive if i % 2 else negative)[i % 3]}\t{i % 2}"
+                                   for i in range(rows)]
+    for split in ("train", "dev"):
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    (folder / "test.tsv").write_text("index\tsentence\n0\ta good film .\n1\tawful .\n")
+    return folder
+
+
+def tiny_flags(model_dir, data_dir, output_dir, **overrides):
+    values = dict(task_name="SST-2", data_dir=data_dir, vocab_file=f"{model_dir}/vocab.txt",
+                  bert_config_file=f"{model_dir}/bert_config.json", init_checkpoint=model_dir,
+                  output_dir=output_dir, max_seq_length=16, train_batch_size=8,
+                  eval_batch_size=8, learning_rate=1e-3, num_train_epochs=1,
+                  save_checkpoints_steps=5, do_train=True, do_eval=True)
+    values.update(overrides)
+    return values
+
+
+def test_short_real_fine_tune_beats_majority(minilm_dir, glue_dir, tmp_path):
+    """SST-2, 640 real examples: the dev loss falls below chance and accuracy beats majority."""
+    output = tmp_path / "sst2"
+    set_flags(task_name="SST-2", data_dir=glue_dir / "SST-2", vocab_file=f"{minilm_dir}/vocab.txt",
+              bert_config_file=f"{minilm_dir}/bert_config.json", init_checkpoint=minilm_dir,
+              output_dir=output, max_seq_length=64, train_batch_size=32, eval_batch_size=64,
+              learning_rate=5e-5, num_train_epochs=1, max_train_examples=640, do_train=True,
+              do_eval=True)
+    result = run_classifier.run()
+    labels = [int(line.split("\t")[1]) for line in
+              (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    majority = max(np.mean(labels), 1 - np.mean(labels))
+    assert result["global_step"] == 20
+    assert result["eval_loss"] < np.log(2) - 0.1  # an untrained head sits at ln 2
+    assert result["eval_accuracy"] > majority + 0.1
+    written = read_eval_results(output)
+    assert written["eval_accuracy"] == pytest.approx(result["eval_accuracy"])
+    text = (output / "eval_results.txt").read_text()
+    assert "train_time: " in text and "eval_time: " in text
+
+
+def test_rerun_resumes_and_reuses_features(tiny_model_dir, tmp_path):
+    data = write_sst2_fixture(tmp_path / "data")
+    output = tmp_path / "out"
+    set_flags(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=1))
+    assert run_classifier.run()["global_step"] == 5
+    record = output / "train.tf_record"
+    first_mtime = record.stat().st_mtime_ns
+    set_flags(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=2, do_predict=True))
+    assert run_classifier.run()["global_step"] == 10
+    assert record.stat().st_mtime_ns == first_mtime
+    assert tf.train.latest_checkpoint(str(output)).endswith("-10")
+    submission = (output / "SST-2.tsv").read_text().splitlines()
+    assert submission[0] == "index\tprediction" and len(submission) == 3
+    assert all(line.split("\t")[1] in ("0", "1") for line in submission[1:])
+
+
+def test_eval_metrics_are_full_set_not_per_batch():
+    """Spearman over streaming batches equals the numpy value on all of the data."""
+    rng = np.random.RandomState(0)
+    predictions = rng.rand(30).astype(np.float32)
+    labels = (predictions + rng.rand(30)).astype(np.float32)
+    with tf.Graph().as_default():
+        batch_predictions = tf1.placeholder(tf.float32, [None])
+        batch_labels = tf1.placeholder(tf.float32, [None])
+        ops = run_classifier.task_metric_ops("sts-b", batch_predictions, batch_labels,
+                                             tf.square(batch_predictions - batch_labels))
+        with tf1.Session() as session:
+            session.run(tf1.local_variables_initializer())
+            for start in range(0, 30, 7):
+                session.run([update for _, update in ops.values()],
+                            {batch_predictions: predictions[start:start + 7],
+                             batch_labels: labels[start:start + 7]})
+            spearman = session.run(ops["eval_spearman"][0])
+            loss = session.run(ops["eval_loss"][0])
+    assert spearman == pytest.approx(metrics.spearman(predictions, labels), abs=1e-6)
+    assert loss == pytest.approx(np.mean((predictions - labels) ** 2), abs=1e-6)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"task_name": "NOPE"}, "NOPE"),
+    ({"vocab_file": "/nonexistent/vocab.txt"}, "vocab_file"),
+    ({"max_seq_length": 100}, "max_position_embeddings=64"),
+    ({"init_checkpoint": "/nonexistent/ckpt"}, "no checkpoint found"),
+    ({"do_train": False, "do_eval": False}, "at least one"),
+    ({"learning_rate": -1}, "learning_rate"),
+])
+def test_bad_flags_are_rejected(tiny_model_dir, tmp_path, override, message):
+    data = write_sst2_fixture(tmp_path / "data")
+    set_flags(**tiny_flags(tiny_model_dir, data, tmp_path / "out", **override))
+    with pytest.raises(ValueError, match=message):
+        run_classifier.run()
+
+
+def test_config_not_matching_checkpoint_names_variables(tiny_model_dir, tmp_path):
+    data = write_sst2_fixture(tmp_path / "data")
+    config = modeling.BertConfig.from_json_file(f"{tiny_model_dir}/bert_config.json")
+    config.intermediate_size = 48
+    config.to_json_file(str(tmp_path / "wrong_config.json"))
+    set_flags(**tiny_flags(tiny_model_dir, data, tmp_path / "out",
+                           bert_config_file=tmp_path / "wrong_config.json"))
+    with pytest.raises(checkpoint.CheckpointMismatchError,
+                       match=r"layer_0/intermediate/dense/kernel: graph \[16, 48\]"):
+        run_classifier.run()
+
+
+def test_missing_encoder_variable_is_an_error(tiny_model_dir, tmp_path):
+    values = checkpoint.read_checkpoint(str(tiny_model_dir))
+    del values["bert/encoder/layer_1/output/dense/bias"]
+    checkpoint.save_variables(values, str(tmp_path / "partial.ckpt"))
+    with tf.Graph().as_default():
+        config = modeling.BertConfig.from_json_file(f"{tiny_model_dir}/bert_config.json")
+        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, 8]))
+        with pytest.raises(checkpoint.CheckpointMismatchError,
+                           match="missing from checkpoint: bert/encoder/layer_1/output/dense/bias"):
+            checkpoint.init_from_checkpoint(str(tmp_path / "partial.ckpt"))
+
+
+def test_command_line_errors_are_one_line(tiny_model_dir, tmp_path):
+    data = write_sst2_fixture(tmp_path / "data")
+    with open(data / "train.tsv", "a") as handle:
+        handle.write("only-one-column\n")
+    (tmp_path / "a_file").write_text("x")
+    cases = [({}, "train.tsv"), ({"output_dir": tmp_path / "a_file"}, "is a file")]
+    for override, message in cases:
+        values = tiny_flags(tiny_model_dir, data, tmp_path / "out", **override)
+        args = [f"--{key}={value}" for key, value in values.items()]
+        process = subprocess.run([sys.executable, "-m", "bert.run_classifier"] + args,
+                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert process.returncode != 0
+        last = process.stderr.strip().splitlines()[-1]
+        assert last.startswith("run_classifier: error:") and message in last, last
+    assert not (tmp_path / "out" / "eval_results.txt").exists()
