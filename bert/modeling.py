@@ -190,8 +190,14 @@ def low_rank_dense(inputs, units, name, rank, activation=None, rank_gate=None,
     """W ≈ P·Q: ``<name>_p/kernel`` [in, rank], ``<name>_q/kernel`` [rank, units], ``<name>/bias``.
 
     ``rank_gate(h, name)`` (optional) scales the rank dimension between the factors; FLOP puts
-    its HardConcrete mask there.
+    its HardConcrete mask there. ``rank`` 0 (FLOP pruned every rank) leaves only the bias.
     """
+    if rank == 0:
+        with tf1.variable_scope(name):
+            bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
+        out = tf.broadcast_to(bias, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0))
+        out.set_shape(inputs.shape[:-1].concatenate([units]))
+        return activation(out) if activation is not None else out
     in_width = inputs.shape[-1]
     with tf1.variable_scope(name + "_p"):
         p_kernel = tf1.get_variable("kernel", [in_width, rank],

