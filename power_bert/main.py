@@ -1,0 +1,458 @@
+"""PoWER-BERT: progressive word-vector elimination with a learned retention configuration.
+
+Three steps, each --EPOCH epochs, each in its own folder of --OUTPUT_DIR (a re-run skips the
+steps already complete and resumes the one that was interrupted):
+  1_fine_tune/             fine-tune the pretrained model (best dev epoch kept)
+  2_configuration_search/  Soft-Extract from the step-1 model; the retention configuration
+                           l_j = max(1, floor(sum r_j)), made non-increasing, is read out
+  3_retrain/               Extract with that configuration, starting from the step-2 model
+                           (best dev epoch kept)
+Each step's <step>/model is a complete model folder (bert_config.json carrying the retention
+configuration under "power_bert_retention", vocab, checkpoint, provenance). log_file.txt in
+--OUTPUT_DIR records every epoch's dev metric and the configuration. At the end the dev metric
+and the inference latency (measured side by side) of the fine-tuned and PoWER models are printed.
+
+    python -m power_bert.main --TASK mrpc --CHECKPOINT_PATH models/pretrained \\
+        --DATA_DIR glue/MRPC --OUTPUT_DIR power_bert_outputs/MRPC
+    python -m power_bert.main --TASK mrpc --EVAL_ONLY \\
+        --CHECKPOINT_PATH power_bert_outputs/MRPC/3_retrain/model \\
+        --DATA_DIR glue/MRPC --OUTPUT_DIR power_bert_outputs/MRPC/eval
+
+Per-task defaults (the PoWER-BERT paper's settings for BERT-Base; sequence length from its
+code) used when a flag is not given:
+  task      LR_BERT  LR_SOFT_EXTRACT  LAMBDA   BATCH_SIZE  MAX_SEQ_LENGTH
+{table}
+"""
+import argparse
+import datetime
+import logging
+import os
+import shlex
+import sys
+import time
+
+import tensorflow as tf
+
+from bert import benchmark, checkpoint, glue, modeling, run_classifier
+from power_bert import selectors, steps
+
+tf1 = tf.compat.v1
+log = logging.getLogger("power_bert")
+
+PROGRAM = "power_bert.main"
+LOG_FILE = "log_file.txt"
+FEATURES_DIR = "features"
+EVALUATION_DIR = "evaluation"
+TEST_RESULTS_FILE = "test_results.tsv"
+DEFAULT_EPOCHS = 3
+DEFAULT_SEED = 12345
+DEFAULT_BENCHMARK_ITERATIONS = 20
+DEFAULT_BENCHMARK_BATCH_SIZES = "1,32"
+MIN_SEQ_LENGTH = 3  # [CLS] x [SEP]
+STEP_FOLDERS = ("1_fine_tune", "2_configuration_search", "3_retrain")
+
+# task: (LR_BERT, LR_SOFT_EXTRACT, LAMBDA, BATCH_SIZE, MAX_SEQ_LENGTH)
+TASK_DEFAULTS = {
+    "cola": (2e-5, 1.5e-3, 7e-3, 32, 64),
+    "rte": (3e-5, 3e-3, 1e-3, 16, 256),
+    "qqp": (3e-5, 1e-4, 3e-4, 64, 128),
+    "mrpc": (6e-5, 3e-3, 3e-3, 64, 128),
+    "sst-2": (3e-5, 5e-4, 2e-4, 64, 64),
+    "mnli": (3e-5, 2e-4, 1e-4, 64, 128),
+    "mnli-mm": (3e-5, 1e-4, 1e-4, 64, 128),
+    "qnli": (3e-5, 2e-4, 1.5e-4, 16, 128),
+    "sts-b": (3e-5, 3e-3, 1e-3, 64, 64),
+}
+DEFAULTED_FLAGS = ("LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "BATCH_SIZE", "MAX_SEQ_LENGTH")
+SEED_TASK_NAMES = ("cola", "rte", "sst-2", "qnli", "mrpc", "mnli-m", "mnli-mm", "qqp", "sts-b")
+
+UsageError = run_classifier.UsageError
+
+
+def _defaults_table():
+    return "\n".join(f"  {task:<9} {lr:<8g} {soft:<16g} {lam:<8g} {batch:<11d} {seq}"
+                     for task, (lr, soft, lam, batch, seq) in TASK_DEFAULTS.items())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROGRAM}", description=__doc__.format(table=_defaults_table()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--TASK", required=True, type=str.lower,
+                        help=f"GLUE task: {', '.join(SEED_TASK_NAMES)}")
+    parser.add_argument("--BERT_CONFIG_PATH",
+                        help="bert_config.json (default: the one in CHECKPOINT_PATH's folder)")
+    parser.add_argument("--CHECKPOINT_PATH", required=True,
+                        help="training: the pretrained model; --EVAL_ONLY/--PREDICT_ONLY: the "
+                             "model to use. A checkpoint prefix (bert_model.ckpt) or a model "
+                             "folder")
+    parser.add_argument("--VOCAB_PATH",
+                        help="vocab.txt or SentencePiece .model (default: the one in "
+                             "CHECKPOINT_PATH's folder)")
+    parser.add_argument("--CASED", action="store_true", help="the model is cased")
+    parser.add_argument("--DATA_DIR", required=True,
+                        help="the task's folder with train.tsv, dev.tsv and test.tsv")
+    parser.add_argument("--EPOCH", "--EPOCHS", dest="EPOCH", type=int, default=DEFAULT_EPOCHS,
+                        help="epochs of each of the three steps (default %(default)s)")
+    parser.add_argument("--BATCH_SIZE", type=int,
+                        help="batch size of training, evaluation and prediction")
+    parser.add_argument("--LR_SOFT_EXTRACT", type=float,
+                        help="peak learning rate of the retention parameters (step 2)")
+    parser.add_argument("--LR_BERT", type=float,
+                        help="peak learning rate of the BERT parameters (all steps)")
+    parser.add_argument("--LAMBDA", type=float,
+                        help="retention regulariser: higher eliminates more word-vectors")
+    parser.add_argument("--OUTPUT_DIR", required=True,
+                        help="step folders, model folders, features and log_file.txt")
+    parser.add_argument("--MAX_SEQ_LENGTH", type=int,
+                        help="tokens per example (N, the length of each retention vector)")
+    parser.add_argument("--MAX_TRAIN_EXAMPLES", type=int, default=0,
+                        help="train on the first N examples only, for demos (0: all)")
+    parser.add_argument("--EVAL_ONLY", action="store_true",
+                        help="evaluate CHECKPOINT_PATH on dev.tsv with Extract")
+    parser.add_argument("--PREDICT_ONLY", action="store_true",
+                        help=f"predict test.tsv with Extract into {TEST_RESULTS_FILE}")
+    parser.add_argument("--RETENTION_CONFIG",
+                        help="with --EVAL_ONLY/--PREDICT_ONLY: one non-increasing value per "
+                             "layer, comma separated, each in [1, MAX_SEQ_LENGTH], e.g. "
+                             "'128,128,96,64,32,16'. Default: the model config's "
+                             f"'{selectors.RETENTION_CONFIG_KEY}', else MAX_SEQ_LENGTH for "
+                             "every layer (no elimination)")
+    parser.add_argument("--PRED_GLUE", action="store_true",
+                        help="with --PREDICT_ONLY: also write the GLUE submission file")
+    parser.add_argument("--MODEL_FORMAT", default="CKPT",
+                        help="CKPT (the only format): a TensorFlow checkpoint or model folder. "
+                             "The original's HDF5 (Keras) option has no counterpart here: every "
+                             "step writes TF checkpoints in Google's variable names inside "
+                             "model folders, which CKPT reads")
+    parser.add_argument("--BENCHMARK_ITERATIONS", type=int,
+                        default=DEFAULT_BENCHMARK_ITERATIONS,
+                        help="timed runs per model and batch size in the final latency "
+                             "comparison (0: skip it; default %(default)s)")
+    parser.add_argument("--BENCHMARK_BATCH_SIZES", default=DEFAULT_BENCHMARK_BATCH_SIZES,
+                        help="batch sizes of the latency comparison (default %(default)s)")
+    parser.add_argument("--SEED", type=int, default=DEFAULT_SEED,
+                        help="random seed of shuffling, dropout and the new head")
+    return parser
+
+
+# Validation: everything is checked before anything is written ---------------------------------
+def _model_folder_file(flag_value, checkpoint_path, finder, flag):
+    if flag_value:
+        if not os.path.isfile(flag_value):
+            raise UsageError(f"--{flag}={flag_value}: file not found")
+        return flag_value
+    if not os.path.isdir(checkpoint_path):
+        raise UsageError(f"--{flag} is required when --CHECKPOINT_PATH is not a model folder")
+    try:
+        return finder(checkpoint_path)
+    except FileNotFoundError as error:
+        raise UsageError(f"--{flag} not given and {error}") from None
+
+
+def _config_in_folder(folder):
+    path = os.path.join(folder, "bert_config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder} has no bert_config.json")
+    return path
+
+
+def _parse_batch_sizes(text):
+    try:
+        sizes = [int(item) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--BENCHMARK_BATCH_SIZES={text}: expected positive integers, comma "
+                         "separated")
+    return sizes
+
+
+def resolve_args(args):
+    """Check every flag and input file; fill the per-task defaults. Writes nothing."""
+    if args.TASK not in SEED_TASK_NAMES + tuple(TASK_DEFAULTS):
+        raise UsageError(f"--TASK={args.TASK}: expected one of {', '.join(SEED_TASK_NAMES)}")
+    args.TASK = glue.canonical_task_name(args.TASK)
+    for flag, default in zip(DEFAULTED_FLAGS, TASK_DEFAULTS[args.TASK]):
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
+    for flag in ("LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag}={getattr(args, flag)}: must be >= 0")
+    for flag in ("EPOCH", "BATCH_SIZE"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag}={getattr(args, flag)}: must be at least 1")
+    for flag in ("MAX_TRAIN_EXAMPLES", "BENCHMARK_ITERATIONS"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag}={getattr(args, flag)}: must be >= 0")
+    args.benchmark_batch_sizes = _parse_batch_sizes(args.BENCHMARK_BATCH_SIZES)
+    if args.MODEL_FORMAT.upper() == "HDF5":
+        raise UsageError("--MODEL_FORMAT=HDF5: Keras HDF5 models are not supported; this port "
+                         "writes TF checkpoints/model folders, use --MODEL_FORMAT=CKPT")
+    if args.MODEL_FORMAT.upper() != "CKPT":
+        raise UsageError(f"--MODEL_FORMAT={args.MODEL_FORMAT}: expected CKPT")
+    args.training = not (args.EVAL_ONLY or args.PREDICT_ONLY)
+    if args.training and args.RETENTION_CONFIG:
+        raise UsageError("--RETENTION_CONFIG is used with --EVAL_ONLY/--PREDICT_ONLY only "
+                         "(training finds the configuration in step 2)")
+    if args.PRED_GLUE and not args.PREDICT_ONLY:
+        raise UsageError("--PRED_GLUE needs --PREDICT_ONLY")
+    if os.path.isfile(args.OUTPUT_DIR):
+        raise UsageError(f"--OUTPUT_DIR={args.OUTPUT_DIR} is a file; expected a folder")
+    args.checkpoint = checkpoint.resolve_checkpoint(args.CHECKPOINT_PATH, "CHECKPOINT_PATH")
+    args.BERT_CONFIG_PATH = _model_folder_file(args.BERT_CONFIG_PATH, args.CHECKPOINT_PATH,
+                                               _config_in_folder, "BERT_CONFIG_PATH")
+    args.VOCAB_PATH = _model_folder_file(args.VOCAB_PATH, args.CHECKPOINT_PATH,
+                                         checkpoint.find_vocab, "VOCAB_PATH")
+    bert_config = modeling.BertConfig.from_json_file(args.BERT_CONFIG_PATH)
+    if not MIN_SEQ_LENGTH <= args.MAX_SEQ_LENGTH <= bert_config.max_position_embeddings:
+        raise UsageError(f"--MAX_SEQ_LENGTH={args.MAX_SEQ_LENGTH}: must be in "
+                         f"[{MIN_SEQ_LENGTH}, max_position_embeddings="
+                         f"{bert_config.max_position_embeddings}]")
+    _check_data_files(args)
+    if not args.training:
+        args.retention, args.retention_source = _eval_retention(args, bert_config)
+    return bert_config
+
+
+def _check_data_files(args):
+    if not os.path.isdir(args.DATA_DIR):
+        raise UsageError(f"--DATA_DIR={args.DATA_DIR}: folder not found")
+    processor = glue.get_processor(args.TASK)
+    needed = []
+    if args.training:
+        needed += [processor.train_file, processor.dev_file]
+    if args.EVAL_ONLY:
+        needed.append(processor.dev_file)
+    if args.PREDICT_ONLY:
+        needed.append(processor.test_file)
+    for name in needed:
+        if not os.path.isfile(os.path.join(args.DATA_DIR, name)):
+            raise UsageError(f"--DATA_DIR={args.DATA_DIR}: {name} not found")
+
+
+def _eval_retention(args, bert_config):
+    """--RETENTION_CONFIG, else the config's own, else no elimination (the seed's default)."""
+    layers = bert_config.num_hidden_layers
+    if args.RETENTION_CONFIG:
+        return (selectors.parse_retention_config(args.RETENTION_CONFIG, layers,
+                                                 args.MAX_SEQ_LENGTH), "--RETENTION_CONFIG")
+    stored = bert_config.extra.get(selectors.RETENTION_CONFIG_KEY)
+    if stored is not None:
+        source = f"{args.BERT_CONFIG_PATH} '{selectors.RETENTION_CONFIG_KEY}'"
+        return (selectors.validate_retention_config(stored, layers, args.MAX_SEQ_LENGTH,
+                                                    source), source)
+    return [args.MAX_SEQ_LENGTH] * layers, "default (MAX_SEQ_LENGTH in every layer)"
+
+
+def check_checkpoint_matches(bert_config, checkpoint_prefix, num_labels, max_seq_length,
+                             allow_missing):
+    """Build the model once in a scratch graph: a wrong config fails before any write."""
+    with tf.Graph().as_default():
+        input_ids = tf1.placeholder(tf.int32, [None, max_seq_length])
+        model = modeling.BertModel(bert_config, False, input_ids)
+        run_classifier.classifier_head(model.pooled_output, num_labels, False)
+        checkpoint.init_from_checkpoint(checkpoint_prefix, allow_missing)
+
+
+def _read_examples(task, args):
+    if not args.training:
+        return [], []
+    train = task.examples("train", args.MAX_TRAIN_EXAMPLES)
+    dev = task.examples("dev")
+    for split, examples in (("train", train), ("dev", dev)):
+        if not examples:
+            raise UsageError(f"--DATA_DIR={args.DATA_DIR}: the {split} split has no examples")
+    return train, dev
+
+
+# The run --------------------------------------------------------------------------------------
+class RunLog:
+    """Appends timestamped lines to OUTPUT_DIR/log_file.txt and echoes them to the console."""
+
+    def __init__(self, output_dir):
+        self.path = os.path.join(output_dir, LOG_FILE)
+
+    def __call__(self, line):
+        log.info("%s", line)
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {line}\n")
+
+
+def _provenance(args):
+    return {key: value for key, value in vars(args).items()
+            if key.isupper() or key in ("checkpoint", "retention")}
+
+
+def run(args, argv):
+    bert_config = resolve_args(args)
+    task = run_classifier.Task(args.TASK, args.DATA_DIR, args.VOCAB_PATH, not args.CASED,
+                               args.MAX_SEQ_LENGTH, os.path.join(args.OUTPUT_DIR, FEATURES_DIR),
+                               args.checkpoint)
+    allow_missing = run_classifier.HEAD_VARIABLES if args.training else ()
+    check_checkpoint_matches(bert_config, args.checkpoint, task.num_labels, args.MAX_SEQ_LENGTH,
+                             allow_missing)
+    train_examples, dev_examples = _read_examples(task, args)
+    plan = _step_plan(args, bert_config) if args.training else None
+    os.makedirs(args.OUTPUT_DIR, exist_ok=True)
+    log_line = RunLog(args.OUTPUT_DIR)
+    log_line(f"=== {PROGRAM} {shlex.join(argv)}")
+    log_line("settings: " + ", ".join(f"{flag}={getattr(args, flag)}" for flag in (
+        "TASK", "EPOCH", "BATCH_SIZE", "LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "MAX_SEQ_LENGTH",
+        "MAX_TRAIN_EXAMPLES")))
+    if args.training:
+        return train(args, task, bert_config, train_examples, dev_examples, plan, log_line)
+    if args.EVAL_ONLY:
+        evaluate(args, task, bert_config, log_line)
+    if args.PREDICT_ONLY:
+        predict(args, task, bert_config, log_line)
+    return None
+
+
+def _step_plan(args, bert_config):
+    """[(folder, settings)] of the three steps, checked against folders of an earlier run."""
+    base = {"task": args.TASK, "data_dir": os.path.abspath(args.DATA_DIR),
+            "init_checkpoint": os.path.abspath(args.checkpoint),
+            "bert_config": bert_config.to_dict(), "do_lower_case": not args.CASED,
+            "max_seq_length": args.MAX_SEQ_LENGTH, "batch_size": args.BATCH_SIZE,
+            "epochs": args.EPOCH, "max_train_examples": args.MAX_TRAIN_EXAMPLES,
+            "seed": args.SEED, "lr_bert": args.LR_BERT}
+    search = dict(base, lr_soft_extract=args.LR_SOFT_EXTRACT, **{"lambda": args.LAMBDA})
+    # Step 3 follows from step 2's outcome and the same flags.
+    plan = list(zip((os.path.join(args.OUTPUT_DIR, name) for name in STEP_FOLDERS),
+                    (base, search, search)))
+    for folder, settings in plan:
+        steps.check_settings(folder, settings)
+    return plan
+
+
+def train(args, task, bert_config, train_examples, dev_examples, plan, log_line):
+    """The three steps; returns {'fine_tuned': step.json, 'power': step.json, 'latency': ...}."""
+    training_run = steps.TrainingRun(
+        task=task, bert_config=bert_config, vocab_file=args.VOCAB_PATH,
+        train_examples=train_examples, dev_examples=dev_examples,
+        max_train_examples=args.MAX_TRAIN_EXAMPLES, batch_size=args.BATCH_SIZE,
+        epochs=args.EPOCH, seed=args.SEED, provenance=_provenance(args), log_line=log_line)
+    folders, settings = zip(*plan)
+    fine_tune = steps.Step("step 1 fine-tune", folders[0], steps.FineTuning(args.LR_BERT),
+                           args.checkpoint, settings[0], keep_best=True)
+    fine_tuned = steps.run_step(training_run, fine_tune)
+    search = steps.Step("step 2 configuration search", folders[1],
+                        steps.ConfigurationSearch(args.LR_BERT, args.LR_SOFT_EXTRACT,
+                                                  args.LAMBDA, args.MAX_SEQ_LENGTH),
+                        fine_tuned["model_dir"], settings[1], keep_best=False,
+                        export=steps.export_searched_config)
+    searched = steps.run_step(training_run, search)
+    retention = searched["retention"]
+    log_line(f"retention configuration: {selectors.format_retention_config(retention)}")
+    retrain = steps.Step("step 3 re-train", folders[2],
+                         steps.ExtractTraining(args.LR_BERT, retention), searched["model_dir"],
+                         settings[2], keep_best=True,
+                         export=steps.export_with_retention(retention))
+    power = steps.run_step(training_run, retrain)
+    latency = None
+    if args.BENCHMARK_ITERATIONS:
+        latency = compare_latency(fine_tuned["model_dir"], power["model_dir"], retention,
+                                  task.num_labels, args.MAX_SEQ_LENGTH,
+                                  args.benchmark_batch_sizes, args.BENCHMARK_ITERATIONS)
+    report = summary(task, fine_tuned, power, retention, latency, args)
+    for line in report.splitlines():
+        log_line(line)
+    print(report)
+    return {"fine_tuned": fine_tuned, "power": power, "latency": latency}
+
+
+def compare_latency(fine_tuned_dir, power_dir, retention, num_labels, seq_length, batch_sizes,
+                    iterations):
+    """{batch size: (fine-tuned s/batch, PoWER s/batch)}, measured interleaved in one process."""
+    fine_tuned_config, fine_tuned_prefix = benchmark.load_model_dir(fine_tuned_dir)
+    power_config, power_prefix = benchmark.load_model_dir(power_dir)
+    latency = {}
+    for batch_size in batch_sizes:
+        sessions = [
+            benchmark.InferenceSession(fine_tuned_config, fine_tuned_prefix, batch_size,
+                                       seq_length, num_labels=num_labels),
+            benchmark.InferenceSession(power_config, power_prefix, batch_size, seq_length,
+                                       token_selector=selectors.ExtractSelector(retention),
+                                       num_labels=num_labels)]
+        try:
+            latency[batch_size] = tuple(benchmark.compare_latency(sessions, iterations))
+        finally:
+            for session in sessions:
+                session.close()
+    return latency
+
+
+def summary(task, fine_tuned, power, retention, latency, args):
+    metric = task.processor.primary_metric
+    lines = [f"PoWER-BERT on {task.processor.name}, dev {metric}:",
+             f"  fine-tuned  {fine_tuned['best_metric']:.4f}",
+             f"  PoWER-BERT  {power['best_metric']:.4f}   retention "
+             f"{selectors.format_retention_config(retention)}"]
+    if latency:
+        lines.append(f"inference latency, seq {args.MAX_SEQ_LENGTH}, median of "
+                     f"{args.BENCHMARK_ITERATIONS} interleaved runs:")
+        for batch_size, (base, pruned) in latency.items():
+            lines.append(f"  batch {batch_size:3d}: fine-tuned {base * 1000:8.1f} ms  "
+                         f"PoWER {pruned * 1000:8.1f} ms  speed-up x{base / pruned:.2f}")
+    return "\n".join(lines)
+
+
+# Evaluation and prediction with Extract ---------------------------------------------------------
+def _extract_estimator(args, task, bert_config):
+    method = steps.ExtractTraining(0.0, args.retention)
+    model_fn = run_classifier.model_fn_builder(
+        bert_config, task.name, task.num_labels, task.is_regression, None, 0, 0, method)
+    return steps.make_estimator(model_fn, os.path.join(args.OUTPUT_DIR, EVALUATION_DIR),
+                                args.SEED)
+
+
+def evaluate(args, task, bert_config, log_line):
+    log_line(f"retention configuration ({args.retention_source}): "
+             f"{selectors.format_retention_config(args.retention)}")
+    estimator = _extract_estimator(args, task, bert_config)
+    dev_input = task.input_fn("dev", task.examples("dev"), args.BATCH_SIZE, False)
+    start = time.time()
+    result = estimator.evaluate(dev_input, checkpoint_path=args.checkpoint)
+    result = {key: float(value) for key, value in result.items()}
+    text = run_classifier.format_eval_results(result, eval_seconds=time.time() - start)
+    modeling.write_text_atomic(os.path.join(args.OUTPUT_DIR, run_classifier.EVAL_RESULTS_FILE),
+                               text)
+    log_line(f"evaluation of {args.CHECKPOINT_PATH} on dev: "
+             + ", ".join(f"{key} {value:.4f}" for key, value in sorted(result.items())
+                         if key.startswith("eval_")))
+    return result
+
+
+def predict(args, task, bert_config, log_line):
+    log_line(f"retention configuration ({args.retention_source}): "
+             f"{selectors.format_retention_config(args.retention)}")
+    estimator = _extract_estimator(args, task, bert_config)
+    test_examples = task.examples("test")
+    test_input = task.input_fn("test", test_examples, args.BATCH_SIZE, False)
+    outputs = list(estimator.predict(test_input, checkpoint_path=args.checkpoint))
+    if task.is_regression:
+        rows = [f"{out['predictions']:.6f}" for out in outputs]
+    else:
+        rows = ["\t".join(f"{p:.6f}" for p in out["probabilities"]) for out in outputs]
+    results_file = os.path.join(args.OUTPUT_DIR, TEST_RESULTS_FILE)
+    modeling.write_text_atomic(results_file, "\n".join(rows) + "\n")
+    log_line(f"wrote {results_file} ({len(outputs)} test examples)")
+    if args.PRED_GLUE:
+        submission = os.path.join(args.OUTPUT_DIR, glue.SUBMISSION_FILE_NAMES[task.name])
+        glue.write_submission(submission, task.processor, test_examples,
+                              [out["predictions"] for out in outputs])
+        log_line(f"wrote the GLUE submission file {submission}")
+    return outputs
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    run_classifier.configure_logging()
+    return run_classifier.main_with_errors(lambda: run(args, argv), PROGRAM)
+
+
+if __name__ == "__main__":
+    main()

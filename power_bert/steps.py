@@ -1,0 +1,294 @@
+"""PoWER-BERT's three training steps as Estimator runs, each in its own resumable folder.
+
+    <OUTPUT_DIR>/<step>/training/   Estimator checkpoints and TensorBoard events of the step
+    <OUTPUT_DIR>/<step>/model/      the step's kept model as a complete model folder
+    <OUTPUT_DIR>/<step>/progress.json   dev metric of every finished epoch (resume point)
+    <OUTPUT_DIR>/<step>/step.json   written last: the step is complete and is skipped on re-run
+
+Every epoch is its own ``estimator.train`` call up to the epoch's last step, followed by a full
+dev evaluation, so a killed run resumes from the last checkpoint and no epoch is evaluated twice.
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from bert import checkpoint, modeling, optimization, run_classifier
+from power_bert import selectors
+
+log = logging.getLogger("power_bert")
+
+WARMUP_PROPORTION = 0.1  # linear warm-up over the first 10% of a step's updates, then decay
+SAVE_CHECKPOINTS_STEPS = 1000
+LOG_EVERY_N_STEPS = 20
+TRAINING_DIR = "training"
+MODEL_DIR = "model"
+PROGRESS_FILE = "progress.json"
+SETTINGS_FILE = "settings.json"
+STEP_DONE_FILE = "step.json"
+SOFT_RETENTION_FILE = "soft_retention.json"
+RETENTION_SUM_METRIC = "retention_sum_{}"
+
+
+class SettingsChangedError(run_classifier.UsageError):
+    """A step folder was started with other settings than this run's."""
+
+
+# Methods: what each step changes about plain fine-tuning ------------------------------------
+class FineTuning(run_classifier.Method):
+    """Step 1: plain fine-tuning, AdamW at LR_BERT with warm-up and linear decay."""
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+
+    def train_op(self, task_loss, total_loss, num_train_steps, num_warmup_steps):
+        return optimization.create_optimizer(total_loss, self.learning_rate, num_train_steps,
+                                             num_warmup_steps)
+
+
+class ConfigurationSearch(FineTuning):
+    """Step 2: Soft-Extract after every attention block, retention regulariser in the loss.
+
+    Retention parameters train at LR_SOFT_EXTRACT without weight decay or gradient clipping
+    (the regulariser alone decides how far they fall) and are clipped to [0, 1] after each
+    update; BERT trains at LR_BERT as in fine-tuning.
+    """
+
+    allow_missing = (selectors.RETENTION_VARIABLE_PATTERN,)
+
+    def __init__(self, learning_rate, soft_extract_learning_rate, lambda_, max_seq_length):
+        super().__init__(learning_rate)
+        self.soft_extract_learning_rate = soft_extract_learning_rate
+        self.lambda_ = lambda_
+        self.max_seq_length = max_seq_length
+        self.selector = None  # built with each graph
+
+    def token_selector(self, bert_config, is_training):
+        self.selector = selectors.SoftExtractSelector(bert_config.num_hidden_layers,
+                                                      self.max_seq_length)
+        return self.selector
+
+    def extra_loss(self, model, logits, features, is_training):
+        return selectors.retention_regularizer(self.selector.variables, self.lambda_)
+
+    def train_op(self, task_loss, total_loss, num_train_steps, num_warmup_steps):
+        retention = self.selector.variables
+        bert_variables = [v for v in tf.compat.v1.trainable_variables()
+                          if not any(v is r for r in retention)]
+        groups = [
+            optimization.ParamGroup("bert", bert_variables, self.learning_rate,
+                                    num_train_steps, num_warmup_steps),
+            optimization.ParamGroup("retention", retention, self.soft_extract_learning_rate,
+                                    num_train_steps, num_warmup_steps, weight_decay=0.0,
+                                    clip_norm=None, transform=selectors.clip_retention)]
+        train_op, _ = optimization.create_train_op(total_loss, groups)
+        return train_op
+
+    def eval_metric_ops(self, model, logits, features):
+        """Per-layer sums of r_j, so each epoch's log shows where the search stands."""
+        return {RETENTION_SUM_METRIC.format(index): tf.compat.v1.metrics.mean(
+            tf.reduce_sum(variable)) for index, variable in enumerate(self.selector.variables)}
+
+
+class ExtractTraining(FineTuning):
+    """Step 3 (and evaluation/prediction): Extract with a fixed retention configuration."""
+
+    allow_missing = ()  # starts from the step-2 model, which has every variable
+
+    def __init__(self, learning_rate, retention_config):
+        super().__init__(learning_rate)
+        self.retention_config = list(retention_config)
+
+    def token_selector(self, bert_config, is_training):
+        return selectors.ExtractSelector(self.retention_config)
+
+
+# Running a step ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TrainingRun:
+    """What every step of one run shares: data, model description, sizes and the log."""
+    task: run_classifier.Task
+    bert_config: modeling.BertConfig
+    vocab_file: str
+    train_examples: list
+    dev_examples: list
+    max_train_examples: int
+    batch_size: int
+    epochs: int
+    seed: int
+    provenance: dict
+    log_line: Callable[[str], None]
+
+    @property
+    def metric_name(self):
+        return self.task.processor.primary_metric
+
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(len(self.train_examples) / self.batch_size)
+
+
+@dataclasses.dataclass
+class Step:
+    """One of the three steps: where it runs, how it trains and what it keeps."""
+    title: str
+    folder: str
+    method: run_classifier.Method
+    init_checkpoint: str
+    settings: dict
+    keep_best: bool  # False: keep the model of the last epoch (configuration search)
+    # values {name: array} -> (config, values, extra files) of the model folder written
+    export: Optional[Callable] = None
+
+
+def read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_json(path, value):
+    modeling.write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def check_settings(folder, settings):
+    """Refuse to continue a step folder that was started with other settings."""
+    stored = read_json(os.path.join(folder, SETTINGS_FILE))
+    if stored is None or stored == settings:
+        return
+    changed = sorted(key for key in set(stored) | set(settings)
+                     if stored.get(key) != settings.get(key))
+    details = ", ".join(f"{key}: {stored.get(key)!r} -> {settings.get(key)!r}"
+                        for key in changed)
+    raise SettingsChangedError(f"{folder} was made with other settings ({details}); use "
+                               "a new --OUTPUT_DIR or delete that folder")
+
+
+def completed_result(step):
+    """The step's step.json if the step finished with this run's settings, else None."""
+    done = read_json(os.path.join(step.folder, STEP_DONE_FILE))
+    if done and done["settings"] == step.settings and os.path.isdir(done["model_dir"]):
+        return done
+    return None
+
+
+def make_estimator(model_fn, model_dir, seed):
+    """Our own RunConfig: run_classifier.make_estimator reads absl FLAGS we do not parse."""
+    config = tf.estimator.RunConfig(
+        model_dir=model_dir, save_checkpoints_steps=SAVE_CHECKPOINTS_STEPS,
+        keep_checkpoint_max=1, tf_random_seed=seed, log_step_count_steps=None,
+        save_summary_steps=LOG_EVERY_N_STEPS)
+    return tf.estimator.Estimator(model_fn=model_fn, config=config)
+
+
+def _comparable(value):
+    """NaN metrics (e.g. correlation of constant predictions) never count as the best."""
+    return value if math.isfinite(value) else -math.inf
+
+
+def _format_metrics(result, metric_name):
+    others = ", ".join(f"{key} {result[key]:.4f}" for key in sorted(result)
+                       if key.startswith("eval_") and key != metric_name)
+    return f"{metric_name} = {result[metric_name]:.4f} ({others})"
+
+
+def run_step(run, step):
+    """Train a step epoch by epoch, evaluating on dev after each; returns its step.json dict."""
+    done = completed_result(step)
+    if done:
+        run.log_line(f"{step.title}: already complete ({run.metric_name} "
+                     f"{done['best_metric']:.4f}), skipped")
+        return done
+    check_settings(step.folder, step.settings)
+    os.makedirs(step.folder, exist_ok=True)
+    write_json(os.path.join(step.folder, SETTINGS_FILE), step.settings)
+    training_dir = os.path.join(step.folder, TRAINING_DIR)
+    model_dir = os.path.join(step.folder, MODEL_DIR)
+    progress_file = os.path.join(step.folder, PROGRESS_FILE)
+    progress = read_json(progress_file) or {"epochs": [], "best_epoch": None}
+    steps_per_epoch = run.steps_per_epoch
+    total_steps = steps_per_epoch * run.epochs
+    model_fn = run_classifier.model_fn_builder(
+        run.bert_config, run.task.name, run.task.num_labels, run.task.is_regression,
+        step.init_checkpoint, total_steps, int(total_steps * WARMUP_PROPORTION), step.method,
+        run.batch_size, LOG_EVERY_N_STEPS)
+    dev_input = run.task.input_fn("dev", run.dev_examples, run.batch_size, False)
+    for epoch in range(len(progress["epochs"]), run.epochs):
+        seed = run.seed + epoch  # a new shuffle and dropout stream every epoch
+        estimator = make_estimator(model_fn, training_dir, seed)
+        train_input = run.task.input_fn("train", run.train_examples, run.batch_size, True,
+                                        run.max_train_examples, seed)
+        estimator.train(train_input, max_steps=(epoch + 1) * steps_per_epoch)
+        result = {key: float(value) for key, value in estimator.evaluate(dev_input).items()}
+        metric = result[run.metric_name]
+        best = progress["best_epoch"]
+        if step.keep_best:
+            keep = best is None or _comparable(metric) > _comparable(
+                progress["epochs"][best][run.metric_name])
+        else:
+            keep = epoch == run.epochs - 1
+        if keep:
+            _export(run, step, training_dir, model_dir)
+            progress["best_epoch"] = epoch
+        progress["epochs"].append(result)
+        write_json(progress_file, progress)
+        run.log_line(f"{step.title}, epoch {epoch + 1}/{run.epochs}: "
+                     f"{_format_metrics(result, run.metric_name)}"
+                     + _retention_sums(result) + ("  [kept]" if keep else ""))
+    best_epoch = progress["best_epoch"]
+    config = modeling.BertConfig.from_json_file(os.path.join(model_dir, "bert_config.json"))
+    done = {"settings": step.settings, "model_dir": model_dir,
+            "best_epoch": best_epoch + 1,
+            "best_metric": progress["epochs"][best_epoch][run.metric_name],
+            "epoch_metrics": [e[run.metric_name] for e in progress["epochs"]],
+            "retention": config.extra.get(selectors.RETENTION_CONFIG_KEY)}
+    write_json(os.path.join(step.folder, STEP_DONE_FILE), done)
+    run.log_line(f"{step.title}: kept epoch {best_epoch + 1} ({run.metric_name} "
+                 f"{done['best_metric']:.4f}) -> {model_dir}")
+    return done
+
+
+def _retention_sums(result):
+    sums = [result[key] for key in sorted(
+        (k for k in result if re.fullmatch(RETENTION_SUM_METRIC.format(r"\d+"), k)),
+        key=lambda k: int(k.rsplit("_", 1)[1]))]
+    return f"; retention sums {', '.join(f'{s:.1f}' for s in sums)}" if sums else ""
+
+
+def _export(run, step, training_dir, model_dir):
+    """The step's current model as a complete model folder (atomic)."""
+    values = checkpoint.read_checkpoint(training_dir)
+    config, extra_files = run.bert_config.copy(), None
+    config.extra.pop(selectors.RETENTION_CONFIG_KEY, None)  # only Extract models carry one
+    if step.export:
+        config, values, extra_files = step.export(config, values)
+    checkpoint.write_model_folder(model_dir, config, run.vocab_file, values,
+                                  step=f"power_bert/{os.path.basename(step.folder)}",
+                                  source=step.init_checkpoint, flags=run.provenance,
+                                  extra_files=extra_files)
+
+
+def export_searched_config(config, values):
+    """Step 2's folder: BERT weights + the read-out configuration; soft values as json."""
+    pattern = re.compile(selectors.RETENTION_VARIABLE_PATTERN)
+    retention_names = sorted((name for name in values if pattern.match(name)),
+                             key=lambda name: int(name.rsplit("_", 1)[1]))
+    soft = [values.pop(name) for name in retention_names]
+    config.extra[selectors.RETENTION_CONFIG_KEY] = selectors.read_retention_config(soft)
+    soft_file = json.dumps({name: [round(float(v), 6) for v in value]
+                            for name, value in zip(retention_names, soft)}, indent=1) + "\n"
+    return config, values, {SOFT_RETENTION_FILE: soft_file}
+
+
+def export_with_retention(retention_config):
+    """Step 3's folder: the config carries the configuration the model was trained with."""
+    def export(config, values):
+        config.extra[selectors.RETENTION_CONFIG_KEY] = list(retention_config)
+        return config, values, None
+    return export
