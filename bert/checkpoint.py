@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from bert.modeling import BertConfig, write_text_atomic
@@ -91,7 +92,13 @@ def init_from_checkpoint(init_checkpoint, allow_missing=(), variables=None):
 
 
 def save_variables(values, prefix):
-    """Write {name: numpy array} as a TF checkpoint at ``prefix`` (in a graph of its own)."""
+    """Write {name: numpy array} as a TF checkpoint at ``prefix`` (in a graph of its own).
+
+    A ``global_step`` of 0 is added when absent: Estimator restores it, so without it a model
+    folder could not be evaluated or predicted with directly.
+    """
+    values = dict(values)
+    values.setdefault("global_step", np.int64(0))
     with tf.Graph().as_default():
         variables = [tf1.Variable(value, name=name, trainable=True)
                      for name, value in sorted(values.items())]

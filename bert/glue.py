@@ -29,6 +29,10 @@ class GlueFormatError(ValueError):
     """A GLUE tsv file does not have the layout its task expects."""
 
 
+class TaskError(ValueError):
+    """A task name, or a split of a task, that GLUE does not have."""
+
+
 @dataclasses.dataclass
 class InputExample:
     """One sentence (pair) with its label; `test_index` is set only on test examples."""
@@ -232,10 +236,10 @@ class AxProcessor(MnliProcessor):
     test_layout = ColumnLayout(index=0, text_a=1, text_b=2)
 
     def get_train_examples(self, data_dir):
-        raise ValueError("AX is test-only: train an MNLI model and predict AX/diagnostic.tsv with it")
+        raise TaskError("AX is test-only: train an MNLI model and predict AX/diagnostic.tsv with it")
 
     def get_dev_examples(self, data_dir):
-        raise ValueError("AX is test-only: evaluate on MNLI dev, then predict AX/diagnostic.tsv")
+        raise TaskError("AX is test-only: evaluate on MNLI dev, then predict AX/diagnostic.tsv")
 
 
 TASK_NAMES = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "mnli-mm", "qnli", "rte", "wnli", "ax")
@@ -280,7 +284,7 @@ def canonical_task_name(task_name):
     key = task_name.strip().lower()
     key = TASK_ALIASES.get(key, key)
     if key not in _CANONICAL_PROCESSORS:
-        raise ValueError(
+        raise TaskError(
             f"unknown GLUE task {task_name!r}; valid tasks: {', '.join(TASK_NAMES)} "
             f"(aliases: {', '.join(TASK_ALIASES)})")
     return key

@@ -62,6 +62,9 @@ class Method:
     # Regexes of graph variables that may be absent from init_checkpoint.
     allow_missing = HEAD_VARIABLES
 
+    def __init__(self, learning_rate=5e-5):
+        self.learning_rate = learning_rate
+
     def dense_factory(self, bert_config, is_training):
         return None  # the config's own factory (plain, or low-rank from kernel_ranks)
 
@@ -73,7 +76,7 @@ class Method:
         return tf.constant(0.0)
 
     def train_op(self, task_loss, total_loss, num_train_steps, num_warmup_steps):
-        return optimization.create_optimizer(total_loss, FLAGS.learning_rate, num_train_steps,
+        return optimization.create_optimizer(total_loss, self.learning_rate, num_train_steps,
                                              num_warmup_steps)
 
     def eval_metric_ops(self, model, logits, features):
@@ -347,7 +350,10 @@ class Task:
         self.data_dir = data_dir
         self.max_seq_length = max_seq_length
         self.output_dir = output_dir
-        tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+        try:
+            tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+        except ValueError as error:
+            raise UsageError(f"--do_lower_case: {error}") from None
         self.tokenizer = tokenization.create_tokenizer(vocab_file, do_lower_case)
         self._cache_key_base = {"version": FEATURE_CACHE_VERSION, "task": self.name,
                                 "vocab": file_fingerprint(vocab_file),
@@ -382,11 +388,12 @@ class Task:
                                 is_training, batch_size, self.is_regression, seed)
 
 
-def make_estimator(model_fn, output_dir, save_checkpoints_steps, keep_checkpoint_max, seed):
+def make_estimator(model_fn, output_dir, save_checkpoints_steps, keep_checkpoint_max, seed,
+                   save_summary_steps=20):
     run_config = tf.estimator.RunConfig(
         model_dir=output_dir, save_checkpoints_steps=save_checkpoints_steps,
         keep_checkpoint_max=keep_checkpoint_max, tf_random_seed=seed,
-        log_step_count_steps=None, save_summary_steps=FLAGS.log_every_n_steps)
+        log_step_count_steps=None, save_summary_steps=save_summary_steps)
     return tf.estimator.Estimator(model_fn=model_fn, config=run_config)
 
 
@@ -427,7 +434,7 @@ def write_hparams_summary(output_dir, hparams):
 
 def run(method=None, output_dir=None, evaluate_every_checkpoint=False, exporters=()):
     """The whole fine-tune/eval/predict flow from FLAGS; methods pass their hooks."""
-    method = method or Method()
+    method = method or Method(FLAGS.learning_rate)
     output_dir = output_dir or FLAGS.output_dir
     if not FLAGS.bert_config_file or not os.path.isfile(FLAGS.bert_config_file):
         raise UsageError(f"--bert_config_file={FLAGS.bert_config_file}: file not found")
@@ -448,7 +455,7 @@ def run(method=None, output_dir=None, evaluate_every_checkpoint=False, exporters
                                 FLAGS.init_checkpoint, num_train_steps, num_warmup_steps,
                                 method, FLAGS.train_batch_size, FLAGS.log_every_n_steps)
     estimator = make_estimator(model_fn, output_dir, FLAGS.save_checkpoints_steps,
-                               FLAGS.keep_checkpoint_max, FLAGS.seed)
+                               FLAGS.keep_checkpoint_max, FLAGS.seed, FLAGS.log_every_n_steps)
     dev_examples = task.examples("dev") if FLAGS.do_eval else []
     train_seconds = None
     if FLAGS.do_train:
@@ -516,15 +523,18 @@ def configure_logging():
     tf1.logging.set_verbosity(tf1.logging.ERROR)
 
 
-def main_with_errors(run_function, program):
+# Errors that mean "the input is wrong", reported as one line; anything else is a bug and keeps
+# its traceback.
+INPUT_ERRORS = (UsageError, OSError, glue.GlueFormatError, glue.TaskError, modeling.ConfigError,
+                checkpoint.CheckpointMismatchError)
+
+
+def main_with_errors(run_function, program, input_errors=()):
     """Run; turn bad input into one line naming the problem and a non-zero exit."""
     try:
         return run_function()
-    except (UsageError, FileNotFoundError, NotADirectoryError, glue.GlueFormatError,
-            modeling.ConfigError, checkpoint.CheckpointMismatchError, KeyError,
-            ValueError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        sys.exit(f"{program}: error: {message}")
+    except INPUT_ERRORS + tuple(input_errors) as error:
+        sys.exit(f"{program}: error: {error}")
 
 
 def main(_):

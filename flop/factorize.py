@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from bert import checkpoint, modeling, run_classifier
+from bert import checkpoint, run_classifier
 
 log = logging.getLogger("flop")
 
@@ -80,9 +80,23 @@ def factorized_config(config, ranks):
     return config
 
 
+def require_file(path, flag, expected):
+    if not os.path.isfile(path):
+        raise run_classifier.UsageError(f"--{flag}={path}: file not found (expected {expected})")
+    return path
+
+
+def default_vocab(folder):
+    try:
+        return checkpoint.find_vocab(folder)
+    except FileNotFoundError as error:
+        raise run_classifier.UsageError(f"{error}; give --vocab_file") from None
+
+
 def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_file=None):
     """Write the factorized model folder; returns (output_dir, kernel_ranks)."""
-    config = checkpoint.load_config(bert_config_file)
+    config = checkpoint.load_config(require_file(bert_config_file, "bert_config_file",
+                                                 "the dense model's bert_config.json"))
     prefix = checkpoint.resolve_checkpoint(checkpoint_path, flag="checkpoint")
     if output_dir.endswith(".ckpt"):
         raise run_classifier.UsageError(f"--output_dir={output_dir}: expected a folder (the "
@@ -91,8 +105,10 @@ def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_fi
     if os.path.abspath(output_dir) == os.path.abspath(os.path.dirname(prefix)):
         raise run_classifier.UsageError(f"--output_dir={output_dir} is the checkpoint's own "
                                         "folder; write the factorized model elsewhere")
-    vocab_file = vocab_file or checkpoint.find_vocab(os.path.dirname(
-        os.path.abspath(bert_config_file)))
+    if vocab_file:
+        require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
+    else:
+        vocab_file = default_vocab(os.path.dirname(os.path.abspath(bert_config_file)))
     values = checkpoint.read_checkpoint(prefix)
     if is_factorized(config, values):
         raise run_classifier.UsageError(f"--checkpoint={checkpoint_path} is already factorized "

@@ -49,7 +49,7 @@ class HardConcrete:
             raise ValueError(f"HardConcrete init_mean {init_mean} must be in (0, 1)")
         self.num_units = num_units
         self.temperature = temperature
-        # log_alpha = log((1 - p)/p) starts the deterministic gate sigmoid(log_alpha) near 1 - p.
+        # init_mean is the initial drop rate p: log_alpha = log((1-p)/p), sigmoid(log_alpha) = 1-p.
         mean = math.log(1.0 - init_mean) - math.log(init_mean)
         with tf1.variable_scope(name):
             self.log_alpha = tf1.get_variable(

@@ -10,7 +10,7 @@ where k > in·out/(in+out) the factors are multiplied back into ``<name>/kernel`
 fewer FLOPs); where k = 0 the layer outputs its bias alone. ``kernel_ranks`` of the new config
 lists the kernels that stay factored, so ``BertModel`` builds the compact model from the config.
 
-info.txt (the seed's fields; "prunable kernels" are the six encoder kernels of every layer):
+info.txt (the seed's fields; "prunable kernels" are the factorized, gated encoder kernels):
   dense_total_params   prunable kernels in the factorized model, Σ (in+out)·rank
   dense_pruned_params  prunable kernels in the compact model: k·(in+out) where factored,
                        in·out where merged back, 0 where k = 0
@@ -36,13 +36,17 @@ import tensorflow as tf
 from bert import benchmark, checkpoint, run_classifier
 from flop import factorize
 from flop.hardconcrete import deterministic_mask
-from flop.run_classifier import GATE_VARIABLE, LAMBDA_NAMES
+from flop.run_classifier import GATE_VARIABLE, LAMBDA_SCOPE
 
 INFO_FILE = "info.txt"
 SECONDS_TO_MS = 1000.0
 METHOD_KEYS = ("kernel_ranks", "kept_ranks", "factorized", "pruned")
-DEFAULT_LABELS = 2
 FACTOR_NAME = re.compile(r"^bert/encoder/(.+)_p/kernel$")
+
+
+def is_pruning_state(name):
+    """Gates and multipliers: needed to learn the mask, not by the compact model."""
+    return name.endswith("/" + GATE_VARIABLE) or name.startswith(LAMBDA_SCOPE + "/")
 
 
 def gate_values(log_alpha):
@@ -65,11 +69,10 @@ def compact_weights(config, values, source):
     if not keys:
         raise run_classifier.UsageError(f"--checkpoint={source}: not factorized (no _p/_q "
                                         "kernels), so there is no mask to remove")
-    compact = {name: value for name, value in values.items()
-               if not name.endswith("/" + GATE_VARIABLE) and name not in LAMBDA_NAMES}
+    compact = {name: value for name, value in values.items() if not is_pruning_state(name)}
     kernel_ranks, kept_ranks = {}, {}
     counts = dict.fromkeys(("dense_total_params", "dense_pruned_params", "dense_origin_params",
-                            "gated_params", "gated_kept_params"), 0)
+                            "kept_gated_params"), 0)
     for key in keys:
         gate_name = f"{factorize.variable_prefix(key)}/{GATE_VARIABLE}"
         if gate_name not in values:
@@ -86,8 +89,7 @@ def compact_weights(config, values, source):
         kept_ranks[key] = rank
         counts["dense_total_params"] += (in_width + out_width) * p.shape[1]
         counts["dense_origin_params"] += in_width * out_width
-        counts["gated_params"] += (in_width + out_width) * p.shape[1]
-        counts["gated_kept_params"] += (in_width + out_width) * rank
+        counts["kept_gated_params"] += (in_width + out_width) * rank
         if rank > merge_threshold(in_width, out_width):
             compact[factorize.variable_prefix(key) + "/kernel"] = p_kept @ q_kept
             counts["dense_pruned_params"] += in_width * out_width
@@ -96,17 +98,8 @@ def compact_weights(config, values, source):
                 compact[p_name], compact[q_name] = p_kept, q_kept
             kernel_ranks[key] = rank
             counts["dense_pruned_params"] += (in_width + out_width) * rank
-    for key in factorize.encoder_kernel_keys(config.num_hidden_layers):
-        dense = compact.get(factorize.variable_prefix(key) + "/kernel")
-        if key not in kept_ranks and dense is not None:  # never factorized: counted as is
-            counts["dense_total_params"] += dense.size
-            counts["dense_origin_params"] += dense.size
-            counts["dense_pruned_params"] += dense.size
-    prunable = {factorize.variable_prefix(key) + suffix
-                for key in factorize.encoder_kernel_keys(config.num_hidden_layers)
-                for suffix in ("/kernel",) + factorize.FACTOR_SUFFIXES}
-    counts["non_kernel_params"] = int(sum(value.size for name, value in compact.items()
-                                          if name not in prunable))
+    counts["non_kernel_params"] = (int(sum(value.size for value in compact.values()))
+                                   - counts["dense_pruned_params"])
     compact_config = config.copy()
     compact_config.extra.update(kernel_ranks=kernel_ranks, kept_ranks=kept_ranks,
                                 factorized=bool(kernel_ranks), pruned=True)
@@ -115,8 +108,7 @@ def compact_weights(config, values, source):
 
 def dense_weights(config, values):
     """The original dense model: each factor pair multiplied back, gates ignored."""
-    dense = {name: value for name, value in values.items()
-             if not name.endswith("/" + GATE_VARIABLE) and name not in LAMBDA_NAMES}
+    dense = {name: value for name, value in values.items() if not is_pruning_state(name)}
     for key in factorized_keys(values):
         p_name, q_name = factorize.factor_names(key)
         dense[factorize.variable_prefix(key) + "/kernel"] = dense.pop(p_name) @ dense.pop(q_name)
@@ -138,7 +130,8 @@ def info_fields(counts):
         "total_params": total,
         "pruned_total_params": pruned_total,
         "actual_compact_rate": pruned_total / total,
-        "deterministic_sparsity": 1.0 - counts["gated_kept_params"] / counts["gated_params"],
+        "deterministic_sparsity": (1.0 - counts["kept_gated_params"]
+                                   / counts["dense_total_params"]),
     }
 
 
@@ -176,17 +169,22 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
                                         "checkpoint's own folder; write the compact model "
                                         "elsewhere")
     bert_config_file = bert_config_file or os.path.join(folder, "bert_config.json")
-    config = checkpoint.load_config(bert_config_file)
+    config = checkpoint.load_config(factorize.require_file(
+        bert_config_file, "bert_config_file", "the masked model's config; by default the one "
+        "beside the checkpoint"))
     if iterations and not 0 < seq_length <= config.max_position_embeddings:
         raise run_classifier.UsageError(f"--latency_seq_length={seq_length}: must be in "
                                         f"[1, {config.max_position_embeddings}]")
-    vocab_file = vocab_file or checkpoint.find_vocab(folder)
+    if vocab_file:
+        factorize.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
+    else:
+        vocab_file = factorize.default_vocab(folder)
     values = checkpoint.read_checkpoint(prefix)
     compact_config, compact, counts = compact_weights(config, values, checkpoint_path)
     latencies = {}
     if iterations:
         num_labels = (values["output_weights"].shape[0] if "output_weights" in values
-                      else DEFAULT_LABELS)
+                      else benchmark.DEFAULT_LABELS)
         dense_config, dense = dense_weights(config, values)
         with tempfile.TemporaryDirectory() as scratch:
             dense_prefix = os.path.join(scratch, "dense", checkpoint.CHECKPOINT_NAME)

@@ -42,6 +42,8 @@ BEST_DIR = "best"
 BEST_EVAL_FILE = "best_eval.json"
 TEACHER_SCOPE = "teacher"
 LAMBDA_NAMES = ("lambda_1", "lambda_2")
+# The multipliers' variables live in this scope so that their summaries can be tagged lambda_1.
+LAMBDA_SCOPE = "lagrangian"
 GATE_VARIABLE = "log_alpha"
 
 flags.DEFINE_float("target_sparsity", None, "Share of gated parameters to prune, in [0, 1).")
@@ -127,12 +129,15 @@ def target_sparsity_schedule(global_step, target, warmup_steps):
 
 
 def distillation_loss(student_logits, teacher_logits, temperature, is_regression):
-    """Soft-target cross-entropy (Hinton et al.) scaled by T², or MSE for regression."""
+    """KL(teacher ‖ student) of the temperature-softened outputs, scaled by T² (Hinton et al.)
+    so its gradients keep their size across temperatures; MSE of the scores for regression."""
     if is_regression:
         return tf.reduce_mean(tf.square(student_logits - teacher_logits))
-    soft_targets = tf.nn.softmax(teacher_logits / temperature)
-    log_probs = tf.nn.log_softmax(student_logits / temperature)
-    return -temperature ** 2 * tf.reduce_mean(tf.reduce_sum(soft_targets * log_probs, axis=-1))
+    teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature)
+    student_log_probs = tf.nn.log_softmax(student_logits / temperature)
+    kl = tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs),
+                       axis=-1)
+    return temperature ** 2 * tf.reduce_mean(kl)
 
 
 def _frozen_local_getter(getter, *args, **kwargs):
@@ -167,10 +172,10 @@ def load_teacher_variables(teacher_checkpoint, variables):
 class FlopMethod(base.Method):
     """Gated factorized kernels, the Lagrangian sparsity constraint and three optimizer groups."""
 
-    allow_missing = base.HEAD_VARIABLES + (rf"/{GATE_VARIABLE}$",) + tuple(
-        rf"^{name}$" for name in LAMBDA_NAMES)
+    allow_missing = base.HEAD_VARIABLES + (rf"/{GATE_VARIABLE}$", rf"^{LAMBDA_SCOPE}/")
 
     def __init__(self, settings: FlopSettings, is_regression=False):
+        super().__init__(settings.learning_rate)
         self.settings = settings
         self.is_regression = is_regression
         self.gated_kernels: List[GatedKernel] = []
@@ -205,8 +210,9 @@ class FlopMethod(base.Method):
                                   "are empty or all 0")
         settings = self.settings
         global_step = tf1.train.get_or_create_global_step()
-        self.lambdas = [tf1.get_variable(name, [], initializer=tf1.zeros_initializer())
-                        for name in LAMBDA_NAMES]
+        with tf1.variable_scope(LAMBDA_SCOPE):
+            self.lambdas = [tf1.get_variable(name, [], initializer=tf1.zeros_initializer())
+                            for name in LAMBDA_NAMES]
         self.expected_sparsity = expected_sparsity(self.gated_kernels)
         target = target_sparsity_schedule(global_step, settings.target_sparsity,
                                           settings.target_sparsity_warmup)
@@ -361,6 +367,9 @@ def validate_flop_flags():
             checkpoint.resolve_checkpoint(FLAGS.teacher_checkpoint, flag="teacher_checkpoint")
         except FileNotFoundError as error:
             raise base.UsageError(str(error)) from None
+        if FLAGS.teacher_bert_config_file:
+            factorize.require_file(FLAGS.teacher_bert_config_file, "teacher_bert_config_file",
+                                   "the teacher's bert_config.json")
     elif FLAGS.teacher_bert_config_file:
         raise base.UsageError("--teacher_bert_config_file needs --teacher_checkpoint")
     _require(not (FLAGS.resume and FLAGS.resume_dir), "give --resume or --resume_dir, not both")

@@ -42,7 +42,6 @@ log = logging.getLogger("power_bert")
 PROGRAM = "power_bert.main"
 LOG_FILE = "log_file.txt"
 FEATURES_DIR = "features"
-EVALUATION_DIR = "evaluation"
 TEST_RESULTS_FILE = "test_results.tsv"
 DEFAULT_EPOCHS = 3
 DEFAULT_SEED = 12345
@@ -400,38 +399,61 @@ def summary(task, fine_tuned, power, retention, latency, args):
 
 
 # Evaluation and prediction with Extract ---------------------------------------------------------
-def _extract_estimator(args, task, bert_config):
+def _run_extract_model(args, task, bert_config, split, examples, mode):
+    """Run the Extract model of CHECKPOINT_PATH over a split in a plain session.
+
+    Not Estimator.evaluate/predict: those restore a global_step, which model folders (weights
+    only) do not have. Returns the metric values (EVAL) or the list of per-example outputs.
+    """
     method = steps.ExtractTraining(0.0, args.retention)
     model_fn = run_classifier.model_fn_builder(
         bert_config, task.name, task.num_labels, task.is_regression, None, 0, 0, method)
-    return steps.make_estimator(model_fn, os.path.join(args.OUTPUT_DIR, EVALUATION_DIR),
-                                args.SEED)
+    input_fn = task.input_fn(split, examples, args.BATCH_SIZE, False)
+    with tf.Graph().as_default():
+        features = tf1.data.make_one_shot_iterator(input_fn()).get_next()
+        spec = model_fn(features, None, mode)
+        checkpoint.init_from_checkpoint(args.checkpoint)
+        fetch = (tf.group([update for _, update in spec.eval_metric_ops.values()])
+                 if mode == tf.estimator.ModeKeys.EVAL else spec.predictions)
+        outputs = []
+        with tf1.Session() as session:
+            session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
+            while True:
+                try:
+                    outputs.append(session.run(fetch))
+                except tf.errors.OutOfRangeError:
+                    break
+            if mode == tf.estimator.ModeKeys.EVAL:
+                values = session.run({key: value for key, (value, _)
+                                      in spec.eval_metric_ops.items()})
+                return {key: float(value) for key, value in values.items()}
+    return [{key: batch[key][row] for key in batch}
+            for batch in outputs for row in range(len(batch["predictions"]))]
+
+
+def _log_retention(args, log_line):
+    log_line(f"retention configuration ({args.retention_source}): "
+             f"{selectors.format_retention_config(args.retention)}")
 
 
 def evaluate(args, task, bert_config, log_line):
-    log_line(f"retention configuration ({args.retention_source}): "
-             f"{selectors.format_retention_config(args.retention)}")
-    estimator = _extract_estimator(args, task, bert_config)
-    dev_input = task.input_fn("dev", task.examples("dev"), args.BATCH_SIZE, False)
+    _log_retention(args, log_line)
     start = time.time()
-    result = estimator.evaluate(dev_input, checkpoint_path=args.checkpoint)
-    result = {key: float(value) for key, value in result.items()}
+    result = _run_extract_model(args, task, bert_config, "dev", task.examples("dev"),
+                                tf.estimator.ModeKeys.EVAL)
     text = run_classifier.format_eval_results(result, eval_seconds=time.time() - start)
     modeling.write_text_atomic(os.path.join(args.OUTPUT_DIR, run_classifier.EVAL_RESULTS_FILE),
                                text)
     log_line(f"evaluation of {args.CHECKPOINT_PATH} on dev: "
-             + ", ".join(f"{key} {value:.4f}" for key, value in sorted(result.items())
-                         if key.startswith("eval_")))
+             + ", ".join(f"{key} {value:.4f}" for key, value in sorted(result.items())))
     return result
 
 
 def predict(args, task, bert_config, log_line):
-    log_line(f"retention configuration ({args.retention_source}): "
-             f"{selectors.format_retention_config(args.retention)}")
-    estimator = _extract_estimator(args, task, bert_config)
+    _log_retention(args, log_line)
     test_examples = task.examples("test")
-    test_input = task.input_fn("test", test_examples, args.BATCH_SIZE, False)
-    outputs = list(estimator.predict(test_input, checkpoint_path=args.checkpoint))
+    outputs = _run_extract_model(args, task, bert_config, "test", test_examples,
+                                 tf.estimator.ModeKeys.PREDICT)
     if task.is_regression:
         rows = [f"{out['predictions']:.6f}" for out in outputs]
     else:
@@ -451,7 +473,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     run_classifier.configure_logging()
-    return run_classifier.main_with_errors(lambda: run(args, argv), PROGRAM)
+    return run_classifier.main_with_errors(lambda: run(args, argv), PROGRAM,
+                                           input_errors=(selectors.RetentionConfigError,))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """PoWER-BERT's three training steps as Estimator runs, each in its own resumable folder.
 
-    <OUTPUT_DIR>/<step>/training/   Estimator checkpoints and TensorBoard events of the step
+    <OUTPUT_DIR>/<step>/training/   Estimator checkpoints (removed once the step is complete)
+                                    and TensorBoard events of the step
     <OUTPUT_DIR>/<step>/model/      the step's kept model as a complete model folder
     <OUTPUT_DIR>/<step>/progress.json   dev metric of every finished epoch (resume point)
     <OUTPUT_DIR>/<step>/step.json   written last: the step is complete and is skipped on re-run
@@ -13,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -42,13 +42,6 @@ class SettingsChangedError(run_classifier.UsageError):
 # Methods: what each step changes about plain fine-tuning ------------------------------------
 class FineTuning(run_classifier.Method):
     """Step 1: plain fine-tuning, AdamW at LR_BERT with warm-up and linear decay."""
-
-    def __init__(self, learning_rate):
-        self.learning_rate = learning_rate
-
-    def train_op(self, task_loss, total_loss, num_train_steps, num_warmup_steps):
-        return optimization.create_optimizer(total_loss, self.learning_rate, num_train_steps,
-                                             num_warmup_steps)
 
 
 class ConfigurationSearch(FineTuning):
@@ -173,8 +166,9 @@ def check_settings(folder, settings):
 def completed_result(step):
     """The step's step.json if the step finished with this run's settings, else None."""
     done = read_json(os.path.join(step.folder, STEP_DONE_FILE))
-    if done and done["settings"] == step.settings and os.path.isdir(done["model_dir"]):
-        return done
+    model_dir = os.path.join(step.folder, MODEL_DIR)
+    if done and done["settings"] == step.settings and os.path.isdir(model_dir):
+        return dict(done, model_dir=model_dir)  # where it is now, if OUTPUT_DIR was moved
     return None
 
 
@@ -249,15 +243,27 @@ def run_step(run, step):
             "epoch_metrics": [e[run.metric_name] for e in progress["epochs"]],
             "retention": config.extra.get(selectors.RETENTION_CONFIG_KEY)}
     write_json(os.path.join(step.folder, STEP_DONE_FILE), done)
+    _drop_training_checkpoints(training_dir)
     run.log_line(f"{step.title}: kept epoch {best_epoch + 1} ({run.metric_name} "
                  f"{done['best_metric']:.4f}) -> {model_dir}")
     return done
 
 
+def _drop_training_checkpoints(training_dir):
+    """Once a step is complete its model folder is what flows on; the Estimator checkpoints
+    (weights + Adam moments, three times the model) only take disk. Events stay for TensorBoard.
+    """
+    for path in tf.io.gfile.glob(os.path.join(training_dir, "model.ckpt-*")):
+        tf.io.gfile.remove(path)
+    state_file = os.path.join(training_dir, "checkpoint")
+    if tf.io.gfile.exists(state_file):
+        tf.io.gfile.remove(state_file)
+
+
 def _retention_sums(result):
-    sums = [result[key] for key in sorted(
-        (k for k in result if re.fullmatch(RETENTION_SUM_METRIC.format(r"\d+"), k)),
-        key=lambda k: int(k.rsplit("_", 1)[1]))]
+    sums = []
+    while RETENTION_SUM_METRIC.format(len(sums)) in result:
+        sums.append(result[RETENTION_SUM_METRIC.format(len(sums))])
     return f"; retention sums {', '.join(f'{s:.1f}' for s in sums)}" if sums else ""
 
 
@@ -276,9 +282,8 @@ def _export(run, step, training_dir, model_dir):
 
 def export_searched_config(config, values):
     """Step 2's folder: BERT weights + the read-out configuration; soft values as json."""
-    pattern = re.compile(selectors.RETENTION_VARIABLE_PATTERN)
-    retention_names = sorted((name for name in values if pattern.match(name)),
-                             key=lambda name: int(name.rsplit("_", 1)[1]))
+    retention_names = [selectors.retention_variable_name(index)
+                       for index in range(config.num_hidden_layers)]
     soft = [values.pop(name) for name in retention_names]
     config.extra[selectors.RETENTION_CONFIG_KEY] = selectors.read_retention_config(soft)
     soft_file = json.dumps({name: [round(float(v), 6) for v in value]

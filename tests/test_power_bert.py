@@ -190,7 +190,8 @@ def run_model(tiny_bert, selector_factory=None):
         selector = selector_factory(config) if selector_factory else None
         model = modeling.BertModel(config, False, tf.constant(ids), tf.constant(mask),
                                    token_selector=selector)
-        checkpoint.init_from_checkpoint(prefix, allow_missing=(selectors.RETENTION_VARIABLE_PATTERN,))
+        checkpoint.init_from_checkpoint(prefix,
+                                        allow_missing=(selectors.RETENTION_VARIABLE_PATTERN,))
         return evaluate([model.sequence_output, model.pooled_output])
 
 

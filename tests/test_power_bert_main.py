@@ -1,6 +1,8 @@
 """power_bert.main: the three steps end to end on a tiny fixture task, resuming, bad input."""
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -74,7 +76,7 @@ def tiny_argv(model_dir, data_dir, output_dir, task="sst-2", **overrides):
     """Flags of a fast run; retention learns fast enough to drop padding within a few steps."""
     values = dict(TASK=task, CHECKPOINT_PATH=model_dir, DATA_DIR=data_dir, OUTPUT_DIR=output_dir,
                   MAX_SEQ_LENGTH=MAX_SEQ_LENGTH, EPOCH=1, BATCH_SIZE=8, LR_BERT=1e-3,
-                  LR_SOFT_EXTRACT=0.2, LAMBDA=0.5, BENCHMARK_ITERATIONS=2,
+                  LR_SOFT_EXTRACT=0.02, LAMBDA=0.5, BENCHMARK_ITERATIONS=2,
                   BENCHMARK_BATCH_SIZES="1")
     values.update(overrides)
     argv = []
@@ -111,6 +113,7 @@ def test_three_steps_write_model_folders_log_and_configuration(trained):
         model_dir = output / name / steps.MODEL_DIR
         assert (model_dir / "vocab.txt").is_file() and (model_dir / "provenance.json").is_file()
         assert checkpoint.resolve_checkpoint(str(model_dir))
+        assert not list((output / name / steps.TRAINING_DIR).glob("model.ckpt-*"))
     fine_tuned = read_config(result["fine_tuned"]["model_dir"])
     assert selectors.RETENTION_CONFIG_KEY not in fine_tuned.extra
     searched_dir = output / "2_configuration_search" / steps.MODEL_DIR
@@ -142,6 +145,21 @@ def test_rerun_skips_complete_steps(trained, tiny_model_dir):
     assert (output / power_main.LOG_FILE).read_text().count("already complete") == 3
 
 
+def test_moved_output_with_a_missing_step_reruns_only_that_step(trained, tiny_model_dir,
+                                                                 tmp_path):
+    result, data, output = trained
+    moved = tmp_path / "moved"
+    shutil.copytree(output, moved)
+    shutil.rmtree(moved / "3_retrain")
+    again = power_main.main(tiny_argv(tiny_model_dir, data, moved, EPOCH=2,
+                                      BENCHMARK_ITERATIONS=0))
+    log_text = (moved / power_main.LOG_FILE).read_text().split("=== ")[-1]
+    assert log_text.count("already complete") == 2
+    assert "step 3 re-train, epoch 2/2" in log_text
+    assert again["power"]["retention"] == result["power"]["retention"]
+    assert again["power"]["model_dir"] == str(moved / "3_retrain" / steps.MODEL_DIR)
+
+
 def test_changed_settings_are_refused(trained, tiny_model_dir):
     _, data, output = trained
     before = sorted(os.listdir(output))
@@ -159,10 +177,15 @@ def test_eval_only_reproduces_the_kept_metric(trained, tmp_path):
                      PRED_GLUE=True)
     power_main.main(argv)
     text = (tmp_path / "eval" / "eval_results.txt").read_text()
-    accuracy = float(text.split("eval_accuracy = ")[1].split()[0])
-    assert accuracy == pytest.approx(result["power"]["best_metric"], abs=1e-6)
+    evaluated = {key: float(text.split(f"{key} = ")[1].split()[0])
+                 for key in ("eval_accuracy", "eval_loss")}
+    progress = json.loads((pathlib.Path(model_dir).parent / steps.PROGRESS_FILE).read_text())
+    kept = progress["epochs"][progress["best_epoch"]]
+    for key, value in evaluated.items():  # same weights, same configuration, same numbers
+        assert value == pytest.approx(kept[key], abs=1e-5), key
     log_text = (tmp_path / "eval" / power_main.LOG_FILE).read_text()
-    assert f"power_bert_retention'): {selectors.format_retention_config(result['power']['retention'])}" in log_text
+    retention = selectors.format_retention_config(result["power"]["retention"])
+    assert f"'{selectors.RETENTION_CONFIG_KEY}'): {retention}" in log_text  # read from config
     assert len((tmp_path / "eval" / power_main.TEST_RESULTS_FILE).read_text().splitlines()) == 2
     assert (tmp_path / "eval" / "SST-2.tsv").read_text().startswith("index\tprediction\n")
 
