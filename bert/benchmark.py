@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert import checkpoint, modeling, optimization
-from bert.run_classifier import classifier_head
+from bert.run_classifier import UsageError, classifier_head
 
 tf1 = tf.compat.v1
 
@@ -55,6 +55,18 @@ def random_ids(vocab_size, batch_size, seq_length, seed=0):
     low = min(FIRST_WORD_ID, vocab_size - 1)
     return np.random.RandomState(seed).randint(low, vocab_size, [batch_size, seq_length],
                                                dtype=np.int32)
+
+
+def parse_batch_sizes(text, flag):
+    """[1, 32] from "1,32"; anything else is a UsageError naming ``--flag``."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--{flag}={text}: expected positive integers separated by commas, "
+                         "e.g. 1,32")
+    return sizes
 
 
 def compare_latency(sessions, iterations):
@@ -109,6 +121,10 @@ def main(argv=None):
                         help="fine-tuning steps timed for examples/s (0: skip)")
     parser.add_argument("--train_batch_size", type=int, default=32)
     args = parser.parse_args(argv)
+    try:
+        batch_sizes = parse_batch_sizes(args.batch_sizes, "batch_sizes")
+    except ValueError as error:
+        parser.error(str(error))
     model_dirs = [args.model_dir] + args.compare_dir
     models = [load_model_dir(path) for path in model_dirs]
     if args.train_steps:
@@ -116,7 +132,7 @@ def main(argv=None):
                                    args.train_steps)
         print(f"fine-tuning: {rate:.1f} examples/s  (batch {args.train_batch_size}, "
               f"seq {args.seq_length}, {args.model_dir})")
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+    for batch_size in batch_sizes:
         sessions = [InferenceSession(config, prefix, batch_size, args.seq_length)
                     for config, prefix in models]
         latencies = compare_latency(sessions, args.iterations)

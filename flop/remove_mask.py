@@ -203,17 +203,6 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     return info
 
 
-def parse_batch_sizes(text):
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) <= 0:
-        raise run_classifier.UsageError(f"--latency_batch_sizes={text}: expected positive "
-                                        "integers separated by commas, e.g. 1,32")
-    return sizes
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -234,9 +223,11 @@ def main(argv=None):
         if args.latency_iterations < 0:
             raise run_classifier.UsageError(
                 f"--latency_iterations={args.latency_iterations}: must be >= 0")
+        batch_sizes = benchmark.parse_batch_sizes(args.latency_batch_sizes,
+                                                  "latency_batch_sizes")
         info = remove_mask(args.checkpoint, args.output_folder_dir, args.bert_config_file,
-                           args.vocab_file, parse_batch_sizes(args.latency_batch_sizes),
-                           args.latency_seq_length, args.latency_iterations)
+                           args.vocab_file, batch_sizes, args.latency_seq_length,
+                           args.latency_iterations)
         print(f"wrote {args.output_folder_dir}\n{info}", end="")
 
     run_classifier.main_with_errors(run, "flop.remove_mask")

@@ -93,14 +93,13 @@ def build_parser():
                         help="the task's folder with train.tsv, dev.tsv and test.tsv")
     parser.add_argument("--EPOCH", "--EPOCHS", dest="EPOCH", type=int, default=DEFAULT_EPOCHS,
                         help="epochs of each of the three steps (default %(default)s)")
-    parser.add_argument("--BATCH_SIZE", type=int,
-                        help="batch size of training, evaluation and prediction")
-    parser.add_argument("--LR_SOFT_EXTRACT", type=float,
-                        help="peak learning rate of the retention parameters (step 2)")
-    parser.add_argument("--LR_BERT", type=float,
-                        help="peak learning rate of the BERT parameters (all steps)")
-    parser.add_argument("--LAMBDA", type=float,
-                        help="retention regulariser: higher eliminates more word-vectors")
+    # No default here: resolve_args fills these from TASK_DEFAULTS.
+    for flag, kind, text in (
+            ("BATCH_SIZE", int, "batch size of training, evaluation and prediction"),
+            ("LR_SOFT_EXTRACT", float, "peak learning rate of the retention parameters (step 2)"),
+            ("LR_BERT", float, "peak learning rate of the BERT parameters (all steps)"),
+            ("LAMBDA", float, "retention regulariser: higher eliminates more word-vectors")):
+        parser.add_argument(f"--{flag}", type=kind, help=text)
     parser.add_argument("--OUTPUT_DIR", required=True,
                         help="step folders, model folders, features and log_file.txt")
     parser.add_argument("--MAX_SEQ_LENGTH", type=int,
@@ -156,17 +155,6 @@ def _config_in_folder(folder):
     return path
 
 
-def _parse_batch_sizes(text):
-    try:
-        sizes = [int(item) for item in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise UsageError(f"--BENCHMARK_BATCH_SIZES={text}: expected positive integers, comma "
-                         "separated")
-    return sizes
-
-
 def resolve_args(args):
     """Check every flag and input file; fill the per-task defaults. Writes nothing."""
     if args.TASK not in SEED_TASK_NAMES + tuple(TASK_DEFAULTS):
@@ -184,7 +172,8 @@ def resolve_args(args):
     for flag in ("MAX_TRAIN_EXAMPLES", "BENCHMARK_ITERATIONS"):
         if getattr(args, flag) < 0:
             raise UsageError(f"--{flag}={getattr(args, flag)}: must be >= 0")
-    args.benchmark_batch_sizes = _parse_batch_sizes(args.BENCHMARK_BATCH_SIZES)
+    args.benchmark_batch_sizes = benchmark.parse_batch_sizes(args.BENCHMARK_BATCH_SIZES,
+                                                            "BENCHMARK_BATCH_SIZES")
     if args.MODEL_FORMAT.upper() == "HDF5":
         raise UsageError("--MODEL_FORMAT=HDF5: Keras HDF5 models are not supported; this port "
                          "writes TF checkpoints/model folders, use --MODEL_FORMAT=CKPT")

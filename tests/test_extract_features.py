@@ -1,6 +1,5 @@
 """extract_features: JSON-lines layout, values equal to the encoder's own, and bad input."""
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -10,14 +9,12 @@ import tensorflow as tf
 from absl import flags
 
 from bert import checkpoint, extract_features, modeling
+from conftest import REPO_ROOT
+from tiny_bert import TINY_VOCAB, initializer_weights, tiny_config, write_tiny_model
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
-REPO_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
-WORDS = ["the", "good", "bad", "movie", "film", "great", "is", "a", "plot", "fun", "dull",
-         "very", "."]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
 NUM_LAYERS = 3
 LINES = ["The good movie", "a bad film ||| very dull plot .", "great zebra fun"]
 # What the test expects, written out by hand (not via the module's tokenization).
@@ -31,27 +28,17 @@ EXPECTED_TOKENS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A random 3-layer BERT in Google's format."""
+    """A 3-layer BERT in Google's format (hidden 16, 32 positions), initialiser weights."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    config = modeling.BertConfig(vocab_size=len(VOCAB), hidden_size=16,
-                                 num_hidden_layers=NUM_LAYERS, num_attention_heads=2,
-                                 intermediate_size=32, max_position_embeddings=32,
-                                 type_vocab_size=2, initializer_range=0.2)
-    config.to_json_file(str(folder / "bert_config.json"))
-    with tf.Graph().as_default():
-        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, 8]))
-        with tf1.Session() as session:
-            session.run(tf1.global_variables_initializer())
-            values = {v.op.name: session.run(v) for v in tf1.global_variables()}
-    prefix = str(folder / checkpoint.CHECKPOINT_NAME)
-    checkpoint.save_variables(values, prefix)
-    return folder, config, prefix
+    config = tiny_config(hidden_size=16, num_hidden_layers=NUM_LAYERS, intermediate_size=32,
+                         max_position_embeddings=32, initializer_range=0.2)
+    write_tiny_model(folder, config, initializer_weights(config))
+    return folder, config, str(folder / checkpoint.CHECKPOINT_NAME)
 
 
 def reference_layers(config, prefix, layers, seq_length=16):
     """Encoder outputs for EXPECTED_TOKENS, padded to a fixed length, restored with a Saver."""
-    vocab = {token: index for index, token in enumerate(VOCAB)}
+    vocab = {token: index for index, token in enumerate(TINY_VOCAB)}
     ids = np.zeros([len(EXPECTED_TOKENS), seq_length], np.int32)
     mask, segments = np.zeros_like(ids), np.zeros_like(ids)
     for row, (tokens, segment_ids) in enumerate(EXPECTED_TOKENS):

@@ -9,7 +9,7 @@ import tensorflow as tf
 from bert import checkpoint, convert_hf, modeling
 from conftest import REPO_ROOT
 from flop import factorize
-from test_flop_support import classifier_logits, example_inputs, write_tiny_model
+from tiny_bert import classifier_logits, example_inputs, write_factorized_model
 
 tf1 = tf.compat.v1
 
@@ -26,10 +26,7 @@ def test_factorize_kernel_is_reduced_and_exact():
 
 
 def test_tiny_model_is_function_preserving(tmp_path):
-    config, _ = write_tiny_model(tmp_path / "dense")
-    output, ranks = factorize.factorize(str(tmp_path / "dense" / "bert_config.json"),
-                                        str(tmp_path / "dense"), str(tmp_path / "fact"),
-                                        finetuned=True)
+    config, ranks = write_factorized_model(tmp_path)
     # 2 layers × 6 kernels; hidden 8, intermediate 12: every rank is min(in, out) = 8.
     assert len(ranks) == 12 and set(ranks.values()) == {8}
     written = json.loads((tmp_path / "fact" / "bert_config.json").read_text())
@@ -47,16 +44,12 @@ def test_tiny_model_is_function_preserving(tmp_path):
 
 
 def test_head_dropped_without_finetuned(tmp_path):
-    write_tiny_model(tmp_path / "dense")
-    factorize.factorize(str(tmp_path / "dense" / "bert_config.json"), str(tmp_path / "dense"),
-                        str(tmp_path / "fact"), finetuned=False)
+    write_factorized_model(tmp_path, finetuned=False)
     assert "output_weights" not in checkpoint.list_checkpoint(str(tmp_path / "fact"))
 
 
 def test_refuses_factorized_checkpoint(tmp_path):
-    write_tiny_model(tmp_path / "dense")
-    factorize.factorize(str(tmp_path / "dense" / "bert_config.json"), str(tmp_path / "dense"),
-                        str(tmp_path / "fact"), finetuned=True)
+    write_factorized_model(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "flop.factorize",
          f"--bert_config_file={tmp_path / 'fact' / 'bert_config.json'}",

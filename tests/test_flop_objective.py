@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 from flop import factorize
 from flop import run_classifier as flop_run
 from flop.run_classifier import FlopMethod, FlopSettings
-from test_flop_support import tiny_config, write_tiny_model
+from tiny_bert import tiny_config, write_factorized_model, write_tiny_model
 
 tf1 = tf.compat.v1
 
@@ -190,9 +190,7 @@ def _last_line(result):
 @pytest.fixture(scope="module")
 def factorized_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    write_tiny_model(root / "dense")
-    factorize.factorize(str(root / "dense" / "bert_config.json"), str(root / "dense"),
-                        str(root / "fact"), finetuned=True)
+    write_factorized_model(root)
     return root
 
 

@@ -9,8 +9,7 @@ import tensorflow as tf
 
 from bert import checkpoint
 from conftest import REPO_ROOT
-from flop import factorize
-from test_flop_support import TINY_VOCAB, write_tiny_model
+from tiny_bert import WORDS, write_factorized_model
 
 TRAIN_TAGS = {"lambda_1", "lambda_2", "alpha_lr", "lambda_lr", "model_lr", "expected_sparsity",
               "target_sparsity", "l2_regularization_loss", "loss", "distillation_loss"}
@@ -18,7 +17,7 @@ BATCH = 8
 
 
 def _mrpc_tsv(rows):
-    words = TINY_VOCAB[5:]
+    words = WORDS
     lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
     for index in range(rows):
         first = " ".join(words[(index + k) % len(words)] for k in range(4))
@@ -51,9 +50,7 @@ def test_factorize_prune_resume_remove_mask(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.tsv").write_text(_mrpc_tsv(32))
     (tmp_path / "data" / "dev.tsv").write_text(_mrpc_tsv(12))
-    write_tiny_model(tmp_path / "dense")
-    factorize.factorize(str(tmp_path / "dense" / "bert_config.json"), str(tmp_path / "dense"),
-                        str(tmp_path / "fact"), finetuned=True)
+    write_factorized_model(tmp_path)
 
     first = _prune(tmp_path, tmp_path / "fact", 1, f"--teacher_checkpoint={tmp_path / 'dense'}")
     assert first.returncode == 0, first.stderr[-3000:]

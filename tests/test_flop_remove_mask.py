@@ -11,7 +11,7 @@ from bert import checkpoint, modeling
 from conftest import REPO_ROOT
 from flop import factorize, remove_mask
 from flop.run_classifier import FlopMethod, FlopSettings
-from test_flop_support import classifier_logits, write_tiny_model
+from tiny_bert import classifier_logits, write_factorized_model
 
 tf1 = tf.compat.v1
 
@@ -37,9 +37,7 @@ def _log_alphas(keys, rng):
 def masked_dir(tmp_path_factory):
     """A factorized tiny model with trained-looking gates and multipliers."""
     root = tmp_path_factory.mktemp("masked")
-    write_tiny_model(root / "dense")
-    factorize.factorize(str(root / "dense" / "bert_config.json"), str(root / "dense"),
-                        str(root / "fact"), finetuned=True)
+    write_factorized_model(root)
     config = checkpoint.load_config(str(root / "fact" / "bert_config.json"))
     values = checkpoint.read_checkpoint(str(root / "fact"))
     gates = _log_alphas(config.extra["kernel_ranks"], np.random.RandomState(0))

@@ -6,6 +6,7 @@ import tensorflow as tf
 from bert import checkpoint, modeling
 from power_bert import selectors
 from power_bert.significance import token_significance
+from tiny_bert import initializer_weights
 
 tf1 = tf.compat.v1
 
@@ -172,10 +173,7 @@ def tiny_bert(tmp_path_factory):
                                  max_position_embeddings=32, type_vocab_size=2,
                                  initializer_range=0.2)
     prefix = str(tmp_path_factory.mktemp("tiny_power_bert") / checkpoint.CHECKPOINT_NAME)
-    with tf.Graph().as_default():
-        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, SEQ_LENGTH]))
-        values = evaluate({v.op.name: v for v in tf1.global_variables()})
-    checkpoint.save_variables(values, prefix)
+    checkpoint.save_variables(initializer_weights(config), prefix)
     rng = np.random.RandomState(0)
     ids = rng.randint(5, 40, [3, SEQ_LENGTH]).astype(np.int32)
     mask = np.zeros([3, SEQ_LENGTH], np.int32)

@@ -8,52 +8,25 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from bert import checkpoint, modeling
+from conftest import REPO_ROOT
 from power_bert import main as power_main
 from power_bert import selectors, steps
+from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
 
-tf1 = tf.compat.v1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_SEQ_LENGTH = 16
 NUM_LAYERS = 2
-BENCHMARK_MIN_VOCAB = 1010
-WORDS = ["the", "good", "bad", "movie", "film", "great", "awful", "is", "a", "plot", "fun",
-         "dull", "and", "very", "not", "who", "what", "same", "cat", "dog", "sat"]
+SST2_ROWS = 48
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    """A random 2-layer BERT model folder (config, vocab, checkpoint)."""
+    """A 2-layer BERT model folder (hidden 16, 64 positions), initialiser weights."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?"] + WORDS
-    # bert.benchmark feeds random ids from 1000 up, so the vocab must reach beyond that.
-    vocab += [f"[unused{i}]" for i in range(BENCHMARK_MIN_VOCAB - len(vocab))]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=16,
-                                 num_hidden_layers=NUM_LAYERS, num_attention_heads=2,
-                                 intermediate_size=32, max_position_embeddings=64,
-                                 type_vocab_size=2)
-    config.to_json_file(str(folder / "bert_config.json"))
-    with tf.Graph().as_default():
-        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, MAX_SEQ_LENGTH]))
-        with tf1.Session() as session:
-            session.run(tf1.global_variables_initializer())
-            values = {v.op.name: session.run(v) for v in tf1.global_variables()}
-    checkpoint.save_variables(values, str(folder / checkpoint.CHECKPOINT_NAME))
-    return folder
-
-
-def write_sst2_task(folder, rows=48):
-    positive = ["a good film .", "great fun and a very good plot .", "the movie is great ."]
-    negative = ["a bad film .", "dull and awful .", "the plot is not good ."]
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["sentence\tlabel"] + [f"{(positive if i % 2 else negative)[i % 3]}\t{i % 2}"
-                                   for i in range(rows)]
-    for split in ("train", "dev"):
-        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    (folder / "test.tsv").write_text("index\tsentence\n0\ta good film .\n1\tawful .\n")
+    config = tiny_config(hidden_size=16, num_hidden_layers=NUM_LAYERS, intermediate_size=32,
+                         max_position_embeddings=64)
+    write_tiny_model(folder, config, initializer_weights(config))
     return folder
 
 
@@ -92,7 +65,7 @@ def tiny_argv(model_dir, data_dir, output_dir, task="sst-2", **overrides):
 def trained(tiny_model_dir, tmp_path_factory):
     """One full three-step run on the SST-2 fixture, shared by the tests that inspect it."""
     root = tmp_path_factory.mktemp("power_run")
-    data = write_sst2_task(root / "data")
+    data = write_sst2_task(root / "data", SST2_ROWS)
     output = root / "out"
     result = power_main.main(tiny_argv(tiny_model_dir, data, output, EPOCH=2))
     return result, data, output
@@ -219,7 +192,7 @@ def test_regression_task_runs_all_steps(tiny_model_dir, tmp_path):
     ({"TASK": "wnli"}, "--TASK=wnli"),
 ])
 def test_bad_input_is_one_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message):
-    data = write_sst2_task(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data", SST2_ROWS)
     output = tmp_path / "out"
     with pytest.raises(SystemExit) as error:
         power_main.main(tiny_argv(tiny_model_dir, data, output, **overrides))
@@ -229,7 +202,7 @@ def test_bad_input_is_one_error_and_writes_nothing(tiny_model_dir, tmp_path, ove
 
 
 def test_config_not_matching_checkpoint_fails_before_writing(tiny_model_dir, tmp_path):
-    data = write_sst2_task(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data", SST2_ROWS)
     config = read_config(str(tiny_model_dir))
     config.intermediate_size = 48
     config.to_json_file(str(tmp_path / "wrong_config.json"))
@@ -240,7 +213,7 @@ def test_config_not_matching_checkpoint_fails_before_writing(tiny_model_dir, tmp
 
 
 def test_command_line_error_and_help(tiny_model_dir, tmp_path):
-    data = write_sst2_task(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data", SST2_ROWS)
     argv = tiny_argv(tiny_model_dir, data, tmp_path / "out", EVAL_ONLY=True,
                      RETENTION_CONFIG="8,12")
     process = subprocess.run([sys.executable, "-m", "power_bert.main"] + argv, cwd=REPO_ROOT,

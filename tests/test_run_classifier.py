@@ -9,10 +9,11 @@ import tensorflow as tf
 from absl import flags
 
 from bert import checkpoint, convert_hf, metrics, modeling, run_classifier
+from conftest import REPO_ROOT
+from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def set_flags(**values):
@@ -38,34 +39,10 @@ def minilm_dir(hf_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    """A random 2-layer BERT in Google's format, with a 40-token vocab."""
+    """A 2-layer BERT in Google's format (hidden 16, 64 positions), initialiser weights."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    words = ["the", "good", "bad", "movie", "film", "great", "awful", "is", "a", "plot",
-             "fun", "dull", "and", "very", "not"]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=32,
-                                 max_position_embeddings=64, type_vocab_size=2)
-    config.to_json_file(str(folder / "bert_config.json"))
-    with tf.Graph().as_default():
-        modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, 16]))
-        with tf1.Session() as session:
-            session.run(tf1.global_variables_initializer())
-            values = {v.op.name: session.run(v) for v in tf1.global_variables()}
-    checkpoint.save_variables(values, str(folder / checkpoint.CHECKPOINT_NAME))
-    return folder
-
-
-def write_sst2_fixture(folder, rows=40):
-    positive = ["a good film .", "great fun and a very good plot .", "the movie is great ."]
-    negative = ["a bad film .", "dull and awful .", "the plot is not good ."]
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["sentence\tlabel"] + [f"{(positive if i % 2 else negative)[i % 3]}\t{i % 2}"
-                                   for i in range(rows)]
-    for split in ("train", "dev"):
-        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    (folder / "test.tsv").write_text("index\tsentence\n0\ta good film .\n1\tawful .\n")
+    config = tiny_config(hidden_size=16, intermediate_size=32, max_position_embeddings=64)
+    write_tiny_model(folder, config, initializer_weights(config))
     return folder
 
 
@@ -101,7 +78,7 @@ def test_short_real_fine_tune_beats_majority(minilm_dir, glue_dir, tmp_path):
 
 
 def test_rerun_resumes_and_reuses_features(tiny_model_dir, tmp_path):
-    data = write_sst2_fixture(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data")
     output = tmp_path / "out"
     set_flags(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=1))
     assert run_classifier.run()["global_step"] == 5
@@ -147,14 +124,14 @@ def test_eval_metrics_are_full_set_not_per_batch():
     ({"learning_rate": -1}, "learning_rate"),
 ])
 def test_bad_flags_are_rejected(tiny_model_dir, tmp_path, override, message):
-    data = write_sst2_fixture(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data")
     set_flags(**tiny_flags(tiny_model_dir, data, tmp_path / "out", **override))
     with pytest.raises(ValueError, match=message):
         run_classifier.run()
 
 
 def test_config_not_matching_checkpoint_names_variables(tiny_model_dir, tmp_path):
-    data = write_sst2_fixture(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data")
     config = modeling.BertConfig.from_json_file(f"{tiny_model_dir}/bert_config.json")
     config.intermediate_size = 48
     config.to_json_file(str(tmp_path / "wrong_config.json"))
@@ -178,7 +155,7 @@ def test_missing_encoder_variable_is_an_error(tiny_model_dir, tmp_path):
 
 
 def test_command_line_errors_are_one_line(tiny_model_dir, tmp_path):
-    data = write_sst2_fixture(tmp_path / "data")
+    data = write_sst2_task(tmp_path / "data")
     with open(data / "train.tsv", "a") as handle:
         handle.write("only-one-column\n")
     (tmp_path / "a_file").write_text("x")
