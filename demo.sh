@@ -82,7 +82,8 @@ if [ "$RUN_FLOP" = 1 ]; then
     --bert_config_file="$FACTORIZED/bert_config.json" --init_checkpoint="$FACTORIZED" \
     --max_seq_length="$MAX_SEQ_LENGTH" --train_batch_size=32 --eval_batch_size=32 \
     --learning_rate=2e-5 --num_train_epochs="$PRUNE_EPOCHS" --max_train_examples="$MAX_TRAIN_EXAMPLES" \
-    --target_sparsity=0.5 --target_sparsity_warmup=40 --lambda_learning_rate=0.05 \
+    --target_sparsity=0.5 --target_sparsity_warmup=40 --alpha_learning_rate=0.2 \
+    --lambda_learning_rate=0.05 \
     --save_checkpoints_steps=20 \
     --teacher_checkpoint="$FINE_TUNED" --teacher_bert_config_file="$MODEL_DIR/bert_config.json" \
     --output_dir="$PRUNE_DIR"
@@ -108,11 +109,12 @@ fi
 
 step "summary"
 echo "fine-tuned dev metrics ($FINE_TUNED/eval_results.txt):"
-grep -E "^eval_" "$FINE_TUNED/eval_results.txt"
+grep -E "^eval_[a-z_]+ = " "$FINE_TUNED/eval_results.txt"
 if [ "$RUN_FLOP" = 1 ]; then
   echo "FLOP compact model: $COMPACT"
   cat "$COMPACT/info.txt"
 fi
 if [ "$RUN_POWER" = 1 ]; then
-  echo "PoWER-BERT: $POWER_DIR/log_file.txt"
+  echo "PoWER-BERT ($POWER_DIR/log_file.txt):"
+  grep -A5 "PoWER-BERT on " "$POWER_DIR/log_file.txt" | tail -n 6 | cut -d' ' -f2-
 fi

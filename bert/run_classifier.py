@@ -511,7 +511,7 @@ def _own_flag_names():
     """Flags defined by this project's modules (not absl's or TF's own)."""
     own = set()
     for module, module_flags in FLAGS.flags_by_module_dict().items():
-        if module.startswith(("bert", "flop", "power_bert", "__main__")) or module == "__main__":
+        if module.startswith(("bert", "flop", "power_bert", "__main__")):
             own.update(flag.name for flag in module_flags)
     return own
 
