@@ -82,9 +82,8 @@ if [ "$RUN_FLOP" = 1 ]; then
     --bert_config_file="$FACTORIZED/bert_config.json" --init_checkpoint="$FACTORIZED" \
     --max_seq_length="$MAX_SEQ_LENGTH" --train_batch_size=32 --eval_batch_size=32 \
     --learning_rate=2e-5 --num_train_epochs="$PRUNE_EPOCHS" --max_train_examples="$MAX_TRAIN_EXAMPLES" \
-    --target_sparsity=0.5 --target_sparsity_warmup=40 --alpha_learning_rate=0.2 \
-    --lambda_learning_rate=0.05 \
-    --save_checkpoints_steps=20 \
+    --target_sparsity=0.5 --target_sparsity_warmup=30 --alpha_learning_rate=0.1 \
+    --lambda_learning_rate=0.5 --save_checkpoints_steps=15 \
     --teacher_checkpoint="$FINE_TUNED" --teacher_bert_config_file="$MODEL_DIR/bert_config.json" \
     --output_dir="$PRUNE_DIR"
   RUN_DIR=$(ls -d "$PRUNE_DIR"/*/ | tail -n 1)
