@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from bert.modeling import BertConfig, write_text_atomic
+from bert.modeling import write_text_atomic
 
 tf1 = tf.compat.v1
 
@@ -152,7 +152,3 @@ def find_vocab(model_dir):
         if name.endswith(".model"):
             return os.path.join(model_dir, name)
     raise FileNotFoundError(f"{model_dir}: no vocab.txt or SentencePiece .model file")
-
-
-def load_config(path):
-    return BertConfig.from_json_file(path)

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from bert import checkpoint, run_classifier
+from bert import checkpoint, modeling, run_classifier
 
 log = logging.getLogger("flop")
 
@@ -95,8 +95,8 @@ def default_vocab(folder):
 
 def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_file=None):
     """Write the factorized model folder; returns (output_dir, kernel_ranks)."""
-    config = checkpoint.load_config(require_file(bert_config_file, "bert_config_file",
-                                                 "the dense model's bert_config.json"))
+    config = modeling.BertConfig.from_json_file(
+        require_file(bert_config_file, "bert_config_file", "the dense model's bert_config.json"))
     prefix = checkpoint.resolve_checkpoint(checkpoint_path, flag="checkpoint")
     if output_dir.endswith(".ckpt"):
         raise run_classifier.UsageError(f"--output_dir={output_dir}: expected a folder (the "

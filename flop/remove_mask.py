@@ -33,7 +33,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from bert import benchmark, checkpoint, run_classifier
+from bert import benchmark, checkpoint, modeling, run_classifier
 from flop import factorize
 from flop.hardconcrete import deterministic_mask
 from flop.run_classifier import GATE_VARIABLE, LAMBDA_SCOPE
@@ -169,7 +169,7 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
                                         "checkpoint's own folder; write the compact model "
                                         "elsewhere")
     bert_config_file = bert_config_file or os.path.join(folder, "bert_config.json")
-    config = checkpoint.load_config(factorize.require_file(
+    config = modeling.BertConfig.from_json_file(factorize.require_file(
         bert_config_file, "bert_config_file", "the masked model's config; by default the one "
         "beside the checkpoint"))
     if iterations and not 0 < seq_length <= config.max_position_embeddings:

@@ -407,7 +407,7 @@ def teacher_config(student_config):
             for key in ("kernel_ranks", "factorized"):
                 config.extra.pop(key, None)
             return config
-    return checkpoint.load_config(path)
+    return modeling.BertConfig.from_json_file(path)
 
 
 def newest_run_dir(output_dir):
@@ -462,7 +462,7 @@ def settings_from_flags(student_config):
 def run_pruning():
     _require(FLAGS.bert_config_file and os.path.isfile(FLAGS.bert_config_file),
              f"--bert_config_file={FLAGS.bert_config_file}: file not found")
-    source_config = checkpoint.load_config(FLAGS.bert_config_file)
+    source_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
     base.validate_flags(source_config)
     validate_flop_flags()
     check_factorized(source_config)

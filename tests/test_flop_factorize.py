@@ -37,7 +37,7 @@ def test_tiny_model_is_function_preserving(tmp_path):
     assert "bert/encoder/layer_0/attention/self/query/kernel" not in stored
     assert "bert/encoder/layer_0/attention/self/query/bias" in stored
     assert "bert/pooler/dense/kernel" in stored  # the pooler stays dense
-    fact_config = checkpoint.load_config(str(tmp_path / "fact" / "bert_config.json"))
+    fact_config = modeling.BertConfig.from_json_file(str(tmp_path / "fact" / "bert_config.json"))
     original = classifier_logits(config, str(tmp_path / "dense"))
     factorized = classifier_logits(fact_config, str(tmp_path / "fact"))
     np.testing.assert_allclose(factorized, original, atol=LOGIT_TOLERANCE)
@@ -63,12 +63,12 @@ def test_refuses_factorized_checkpoint(tmp_path):
 def test_real_minilm_is_function_preserving(tmp_path, hf_model_dir):
     dense = tmp_path / "mini"
     convert_hf.convert(str(hf_model_dir), str(dense))
-    config = checkpoint.load_config(str(dense / "bert_config.json"))
+    config = modeling.BertConfig.from_json_file(str(dense / "bert_config.json"))
     _, ranks = factorize.factorize(str(dense / "bert_config.json"), str(dense),
                                    str(tmp_path / "fact"), finetuned=False)
     # Reduced SVD: 384×384 kernels keep rank 384, 384×1536 ones rank 384 (not 1536).
     assert set(ranks.values()) == {384}
-    fact_config = checkpoint.load_config(str(tmp_path / "fact" / "bert_config.json"))
+    fact_config = modeling.BertConfig.from_json_file(str(tmp_path / "fact" / "bert_config.json"))
     original = _fixed_head_logits(config, str(dense))
     factorized = _fixed_head_logits(fact_config, str(tmp_path / "fact"))
     np.testing.assert_allclose(factorized, original, atol=LOGIT_TOLERANCE)

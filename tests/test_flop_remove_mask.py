@@ -38,7 +38,7 @@ def masked_dir(tmp_path_factory):
     """A factorized tiny model with trained-looking gates and multipliers."""
     root = tmp_path_factory.mktemp("masked")
     write_factorized_model(root)
-    config = checkpoint.load_config(str(root / "fact" / "bert_config.json"))
+    config = modeling.BertConfig.from_json_file(str(root / "fact" / "bert_config.json"))
     values = checkpoint.read_checkpoint(str(root / "fact"))
     gates = _log_alphas(config.extra["kernel_ranks"], np.random.RandomState(0))
     for key, log_alpha in gates.items():
@@ -58,8 +58,8 @@ def _masked_factory(config):
 def test_compact_model_predicts_what_the_masked_model_predicts(masked_dir, tmp_path):
     info = remove_mask.remove_mask(str(masked_dir / "masked"), str(tmp_path / "compact"),
                                    iterations=0)
-    config = checkpoint.load_config(str(masked_dir / "masked" / "bert_config.json"))
-    compact_config = checkpoint.load_config(str(tmp_path / "compact" / "bert_config.json"))
+    config = modeling.BertConfig.from_json_file(str(masked_dir / "masked" / "bert_config.json"))
+    compact_config = modeling.BertConfig.from_json_file(str(tmp_path / "compact" / "bert_config.json"))
     ranks = compact_config.extra["kernel_ranks"]
     assert MERGED not in ranks and ranks[LOW_RANK] == 2 and ranks[EMPTY] == 0
     assert ranks[LOW_RANK_FFN] == 3
@@ -109,7 +109,7 @@ def _parse_info(text):
 def test_info_numbers_add_up(masked_dir, tmp_path):
     info = _parse_info(remove_mask.remove_mask(str(masked_dir / "masked"),
                                                str(tmp_path / "compact"), iterations=0))
-    compact_config = checkpoint.load_config(str(tmp_path / "compact" / "bert_config.json"))
+    compact_config = modeling.BertConfig.from_json_file(str(tmp_path / "compact" / "bert_config.json"))
     # Per layer: 4 kernels 8×8 and 2 kernels 8×12, each factored at rank 8.
     assert info["dense_total_params"] == 2 * (4 * (8 + 8) * 8 + 2 * (8 + 12) * 8)  # 1664
     assert info["dense_origin_params"] == 2 * (4 * 8 * 8 + 2 * 8 * 12)  # 896
