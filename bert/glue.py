@@ -14,22 +14,26 @@ import os
 import tempfile
 from typing import List, Optional, Sequence, Union
 
+from bert.errors import InputError
+from bert.tokenization import describe_undecodable
+
 STS_B_MIN_SCORE = 0.0
 STS_B_MAX_SCORE = 5.0
 SUBMISSION_HEADER = "index\tprediction"
 SUBMISSION_FLOAT_FORMAT = "{:.3f}"
 LAST_COLUMN = -1
+GLUE_ENCODING = "utf-8-sig"  # the MRPC files start with a byte-order mark
 
 BINARY_LABELS = ("0", "1")
 NLI_LABELS = ("contradiction", "entailment", "neutral")
 ENTAILMENT_LABELS = ("entailment", "not_entailment")
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(InputError):
     """A GLUE tsv file does not have the layout its task expects."""
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """A task name, or a split of a task, that GLUE does not have."""
 
 
@@ -135,17 +139,24 @@ class DataProcessor:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{self.name} data file not found: {path}")
         min_columns = layout.min_columns()
-        # utf-8-sig: the MRPC files start with a byte-order mark.
-        with open(path, encoding="utf-8-sig", newline="") as tsv:
+        rows_read = 0
+        with open(path, encoding=GLUE_ENCODING, newline="") as tsv:
             reader = csv.reader(tsv, delimiter="\t", quotechar=None)
-            if layout.has_header:
-                next(reader, None)
-            for row in reader:
-                if len(row) < min_columns:
-                    raise GlueFormatError(
-                        f"{path}:{reader.line_num}: found {len(row)} columns, expected at least "
-                        f"{min_columns} for a {self.name} file")
-                yield reader.line_num, row
+            try:
+                if layout.has_header:
+                    next(reader, None)
+                for row in reader:
+                    if len(row) < min_columns:
+                        raise GlueFormatError(
+                            f"{path}:{reader.line_num}: found {len(row)} columns, expected at "
+                            f"least {min_columns} for a {self.name} file")
+                    rows_read += 1
+                    yield reader.line_num, row
+            except UnicodeDecodeError:
+                raise GlueFormatError(describe_undecodable(path)) from None
+        if not rows_read:
+            after = " after the header" if layout.has_header else ""
+            raise GlueFormatError(f"{path}: no examples (expected {self.name} rows{after})")
 
 
 class ColaProcessor(DataProcessor):

@@ -13,10 +13,13 @@ Methods change the model only through two hooks:
 import copy
 import json
 import math
+import numbers
 import os
 
 import numpy as np
 import tensorflow as tf
+
+from bert.errors import InputError
 
 tf1 = tf.compat.v1
 
@@ -28,11 +31,16 @@ _ARCHITECTURE_KEYS = (
     "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
     "max_position_embeddings", "type_vocab_size", "initializer_range",
 )
+# Sizes a config file must state: defaulting them would build a model the checkpoint can't fill.
+REQUIRED_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "intermediate_size")
+_SIZE_KEYS = REQUIRED_KEYS + ("max_position_embeddings", "type_vocab_size")
+_DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 # Keys a per-layer override may change; anything else in "layers" is a config error.
 PER_LAYER_KEYS = ("num_attention_heads", "intermediate_size", "attention_head_size")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bert_config.json that cannot describe a model."""
 
 
@@ -82,28 +90,51 @@ class BertConfig:
         return self._layer_value(layer_index, "intermediate_size", self.intermediate_size)
 
     def validate(self):
-        if self.hidden_act not in ACTIVATIONS:
+        for key in _SIZE_KEYS:
+            _check_positive_int(key, getattr(self, key))
+        if "attention_head_size" in self.extra:
+            _check_positive_int("attention_head_size", self.extra["attention_head_size"])
+        for key in _DROPOUT_KEYS:
+            value = getattr(self, key)
+            if not (_is_real(value) and 0.0 <= value < 1.0):
+                raise ConfigError(f"{key}={value!r}: expected a dropout probability in [0, 1)")
+        if not (_is_real(self.initializer_range) and 0.0 < self.initializer_range < math.inf):
+            raise ConfigError(f"initializer_range={self.initializer_range!r}: expected a "
+                              "positive number (the stddev of the initial weights)")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
         if "attention_head_size" not in self.extra and self.hidden_size % self.num_attention_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of "
                               f"num_attention_heads {self.num_attention_heads}")
         layers = self.extra.get("layers")
         if layers is not None:
+            if not isinstance(layers, list):
+                raise ConfigError(f"'layers' is {type(layers).__name__}, expected a list with "
+                                  "one object per encoder layer")
             if len(layers) != self.num_hidden_layers:
                 raise ConfigError(f"'layers' has {len(layers)} entries, expected "
                                   f"num_hidden_layers={self.num_hidden_layers}")
             for index, layer in enumerate(layers):
+                if not isinstance(layer, dict):
+                    raise ConfigError(f"layers[{index}]={layer!r}: expected an object of "
+                                      f"per-layer overrides ({', '.join(PER_LAYER_KEYS)})")
                 unknown = set(layer) - set(PER_LAYER_KEYS)
                 if unknown:
                     raise ConfigError(f"layers[{index}] has unknown keys {sorted(unknown)}; "
                                       f"allowed: {list(PER_LAYER_KEYS)}")
+                for key, value in layer.items():
+                    _check_positive_int(f"layers[{index}].{key}", value)
 
     # Serialisation --------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values):
-        values = dict(values)
-        if "vocab_size" not in values:
-            raise ConfigError("config has no 'vocab_size'")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config is a {type(values).__name__}, expected an object "
+                              "of architecture keys")
+        missing = [key for key in REQUIRED_KEYS if key not in values]
+        if missing:
+            raise ConfigError(f"config lacks {', '.join(missing)} (required: "
+                              f"{', '.join(REQUIRED_KEYS)})")
         return cls(**values)
 
     @classmethod
@@ -116,9 +147,11 @@ class BertConfig:
                 values = json.load(handle)
             except json.JSONDecodeError as error:
                 raise ConfigError(f"{path}: not valid json ({error})") from None
+            except UnicodeDecodeError as error:
+                raise ConfigError(f"{path}: not UTF-8 text (byte offset {error.start})") from None
         try:
             return cls.from_dict(values)
-        except (ConfigError, TypeError) as error:
+        except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
 
     def to_dict(self):
@@ -134,6 +167,16 @@ class BertConfig:
 
     def copy(self):
         return BertConfig.from_dict(self.to_dict())
+
+
+def _is_real(value):
+    """A bool is a number to Python but never a meaningful size or probability in a config."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive_int(key, value):
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
+        raise ConfigError(f"{key}={value!r}: expected a positive integer")
 
 
 def write_text_atomic(path, text):

@@ -4,11 +4,10 @@
 
 Reads ``<output_dir>/<TASK>/lr_<lr>/eval_results.txt`` as written by run_classifier.
 """
-import argparse
 import os
 
-from bert import glue, modeling
-from bert.run_classifier import EVAL_RESULTS_FILE
+from bert import cli, glue, modeling
+from bert.classifier import EVAL_RESULTS_FILE
 
 LR_PREFIX = "lr_"
 PERCENT = 100.0
@@ -64,8 +63,7 @@ def tables(found):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="bert.results_table", description=__doc__)
     parser.add_argument("--output_dir", default="fine_tune_outputs")
     parser.add_argument("--write", help="also write the table to this file")
     args = parser.parse_args(argv)

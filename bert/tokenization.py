@@ -11,6 +11,8 @@ import unicodedata
 
 import sentencepiece
 
+from bert.errors import InputError
+
 # Words this long are almost always URLs, hashes or garbage; greedy matching on
 # them is quadratic and would only produce noise, so they become one unknown token.
 MAX_WORD_CHARS = 100
@@ -57,6 +59,26 @@ KNOWN_CHECKPOINT_LOWER_CASE = {
 }
 
 
+class VocabError(InputError):
+    """A vocabulary file that cannot be read, or that belongs to another model."""
+
+
+def describe_undecodable(path):
+    """Names the line and column of a file's first non-UTF-8 byte.
+
+    A text reader's UnicodeDecodeError only gives an offset into its read buffer; decoding line
+    by line is exact because a UTF-8 sequence never contains the newline byte.
+    """
+    with open(path, "rb") as raw:
+        for line_number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")  # a byte-order mark is valid UTF-8 too
+            except UnicodeDecodeError as error:
+                return (f"{path} line {line_number}: not UTF-8 text (byte "
+                        f"0x{line[error.start]:02x} at column {error.start + 1})")
+    return f"{path}: not UTF-8 text"
+
+
 def convert_to_unicode(text):
     """Accept raw bytes from files or TFRecords; invalid bytes are dropped rather than fatal."""
     if isinstance(text, str):
@@ -75,9 +97,40 @@ def load_vocab(vocab_file):
         )
     vocab = collections.OrderedDict()
     with open(path, encoding="utf-8") as reader:
-        for token_id, line in enumerate(reader):
-            vocab[line.rstrip()] = token_id
+        try:
+            for token_id, line in enumerate(reader):
+                vocab[line.rstrip()] = token_id
+        except UnicodeDecodeError:
+            raise VocabError(describe_undecodable(path)) from None
+    if not vocab:
+        raise VocabError(f"{path}: empty vocabulary (expected one token per line)")
     return vocab
+
+
+def _load_sentencepiece(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"SentencePiece model file not found: {path}")
+    try:
+        return sentencepiece.SentencePieceProcessor(model_file=path)
+    except RuntimeError as error:  # sentencepiece reports every parse failure this way
+        raise VocabError(f"{path}: not a SentencePiece model ({error})") from None
+
+
+def vocab_size(vocab_file):
+    """Rows of the embedding table the vocabulary needs: ids are line numbers in a vocab.txt."""
+    path = os.fspath(vocab_file)
+    if path.endswith(SENTENCEPIECE_SUFFIX):
+        return _load_sentencepiece(path).get_piece_size()
+    return max(load_vocab(path).values()) + 1
+
+
+def check_vocab_matches_config(vocab_file, config_vocab_size, flag="vocab_file",
+                               config_name="bert_config.json"):
+    """A vocabulary of another model tokenizes fine but feeds the wrong embeddings: refuse it."""
+    size = vocab_size(vocab_file)
+    if size != config_vocab_size:
+        raise VocabError(f"--{flag}={os.fspath(vocab_file)} has {size} entries but {config_name}'s "
+                         f"vocab_size is {config_vocab_size} (a vocabulary of another model?)")
 
 
 def split_on_whitespace(text):
@@ -225,11 +278,8 @@ class SentencePieceTokenizer:
     """Tokenizer for ALBERT-style checkpoints that ship a SentencePiece .model instead of vocab.txt."""
 
     def __init__(self, model_file, do_lower_case=False):
-        path = os.fspath(model_file)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"SentencePiece model file not found: {path}")
         self.do_lower_case = do_lower_case
-        self.processor = sentencepiece.SentencePieceProcessor(model_file=path)
+        self.processor = _load_sentencepiece(os.fspath(model_file))
         self.vocab = collections.OrderedDict(
             (self.processor.id_to_piece(piece_id), piece_id)
             for piece_id in range(self.processor.get_piece_size())

@@ -26,6 +26,7 @@ DEFAULT_MRPC_BASE_URL = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
 BASE_URL_ENV = "GLUE_BASE_URL"
 MRPC_BASE_URL_ENV = "GLUE_MRPC_BASE_URL"
 DEFAULT_DATA_DIR = "datasets"
+PROGRAM = "download_glue"
 REQUEST_TIMEOUT_SECONDS = 60
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -217,6 +218,25 @@ def download_task(task, data_dir, base_url=DEFAULT_BASE_URL, mrpc_base_url=DEFAU
     return target
 
 
+def check_data_dir(data_dir):
+    """Refuses a data_dir that cannot hold task folders before anything is downloaded."""
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"--data_dir={data_dir} is a file; expected a folder for the tasks")
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=data_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"--data_dir={data_dir}: cannot write there "
+                         f"({error.strerror or error})") from None
+
+
+def fail(message, status):
+    """One line on stderr, as every command of the project reports bad input."""
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="all",
@@ -236,15 +256,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         tasks = parse_task_list(args.tasks)
+        check_data_dir(args.data_dir)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(error, EXIT_USAGE)
     for task in tasks:
         try:
             download_task(task, args.data_dir, args.base_url, args.mrpc_base_url, force=args.force)
-        except GlueDownloadError as error:
-            print(f"error: {task}: {error}", file=sys.stderr)
-            return EXIT_FAILURE
+        except (GlueDownloadError, OSError) as error:
+            return fail(f"{task}: {error}", EXIT_FAILURE)
     return 0
 
 

@@ -1,7 +1,12 @@
 """Factorize every encoder kernel W [in, out] of a BERT checkpoint into P [in, r] · Q [r, out].
 
-    python -m flop.factorize --bert_config_file=models/finetuned/bert_config.json \\
-        --checkpoint=models/finetuned --output_dir=models/factorized --finetuned
+    python ./flop/factorize.py --bert_config_file=models/finetuned/bert_config.json \\
+        --checkpoint=models/finetuned/bert_model.ckpt \\
+        --output_dir=models/finetuned_f/bert_model_f.ckpt --finetuned
+
+``--output_dir`` is a model folder, or (as in the FLOP seed) a checkpoint prefix inside one:
+either way the folder gets the checkpoint, ``bert_config.json`` and the vocabulary, so the
+pruning run's ``--bert_config_file``/``--vocab_file``/``--init_checkpoint`` all point into it.
 
 FLOP prunes ranks, so the kernels must first be written as products whose inner dimension can
 be gated. A *reduced* SVD W = U·Σ·Vᵀ with r = min(in, out) is exact and adds the fewest
@@ -9,13 +14,14 @@ parameters ((in+out)·r instead of in·out); √Σ goes to both factors so they 
 The pooler stays dense (FLOP prunes the encoder). The new folder's config lists every factorized
 kernel's rank in ``kernel_ranks``, so ``BertModel`` rebuilds the factorized model from it alone.
 """
-import argparse
 import logging
 import os
+import sys
 
 import numpy as np
 
-from bert import checkpoint, modeling, run_classifier
+from bert import checkpoint, cli, modeling
+from bert.errors import UsageError
 
 log = logging.getLogger("flop")
 
@@ -25,6 +31,10 @@ LAYER_KERNELS = ("attention/self/query", "attention/self/key", "attention/self/v
                  "attention/output/dense", "intermediate/dense", "output/dense")
 HEAD_VARIABLES = ("output_weights", "output_bias")
 FACTOR_SUFFIXES = ("_p/kernel", "_q/kernel")
+CHECKPOINT_SUFFIX = ".ckpt"
+# Config keys of FLOP's intermediate models; a dense model's config has none of them.
+METHOD_KEYS = ("kernel_ranks", "kept_ranks", "factorized", "pruned")
+PROGRAM = "flop.factorize"
 
 
 def encoder_kernel_keys(num_layers):
@@ -80,71 +90,81 @@ def factorized_config(config, ranks):
     return config
 
 
-def require_file(path, flag, expected):
-    if not os.path.isfile(path):
-        raise run_classifier.UsageError(f"--{flag}={path}: file not found (expected {expected})")
-    return path
+def dense_config(config):
+    """The un-factorized model's config (FLOP's keys removed)."""
+    config = config.copy()
+    for key in METHOD_KEYS:
+        config.extra.pop(key, None)
+    return config
 
 
 def default_vocab(folder):
     try:
         return checkpoint.find_vocab(folder)
     except FileNotFoundError as error:
-        raise run_classifier.UsageError(f"{error}; give --vocab_file") from None
+        raise UsageError(f"{error}; give --vocab_file") from None
+
+
+def split_output(output_dir):
+    """(model folder, checkpoint name) of ``--output_dir``: a folder, or a prefix in one."""
+    output_dir = output_dir.rstrip(os.sep)
+    if output_dir.endswith(CHECKPOINT_SUFFIX):
+        folder, name = os.path.split(output_dir)
+        return folder or ".", name
+    return output_dir, checkpoint.CHECKPOINT_NAME
 
 
 def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_file=None):
-    """Write the factorized model folder; returns (output_dir, kernel_ranks)."""
-    config = modeling.BertConfig.from_json_file(
-        require_file(bert_config_file, "bert_config_file", "the dense model's bert_config.json"))
+    """Write the factorized model folder; returns (folder, kernel_ranks)."""
+    config = modeling.BertConfig.from_json_file(cli.require_file(
+        bert_config_file, "bert_config_file", "the dense model's bert_config.json"))
     prefix = checkpoint.resolve_checkpoint(checkpoint_path, flag="checkpoint")
-    if output_dir.endswith(".ckpt"):
-        raise run_classifier.UsageError(f"--output_dir={output_dir}: expected a folder (the "
-                                        f"checkpoint is written inside it as "
-                                        f"{checkpoint.CHECKPOINT_NAME})")
-    if os.path.abspath(output_dir) == os.path.abspath(os.path.dirname(prefix)):
-        raise run_classifier.UsageError(f"--output_dir={output_dir} is the checkpoint's own "
-                                        "folder; write the factorized model elsewhere")
+    folder, checkpoint_name = split_output(output_dir)
+    cli.require_output_dir(folder, "output_dir")
+    cli.require(os.path.abspath(folder) != os.path.abspath(os.path.dirname(prefix)),
+                f"--output_dir={output_dir} is in the checkpoint's own folder; write the "
+                "factorized model elsewhere")
     if vocab_file:
-        require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
+        cli.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
     else:
         vocab_file = default_vocab(os.path.dirname(os.path.abspath(bert_config_file)))
     values = checkpoint.read_checkpoint(prefix)
-    if is_factorized(config, values):
-        raise run_classifier.UsageError(f"--checkpoint={checkpoint_path} is already factorized "
-                                        "(it has _p/_q kernels or a factorized config)")
-    if finetuned and HEAD_VARIABLES[0] not in values:
-        raise run_classifier.UsageError(f"--finetuned: {prefix} has no classifier head "
-                                        f"({HEAD_VARIABLES[0]}); drop --finetuned for a "
-                                        "pretrained checkpoint")
+    cli.require(not is_factorized(config, values),
+                f"--checkpoint={checkpoint_path} is already factorized (it has _p/_q kernels "
+                "or a factorized config)")
+    cli.require(not finetuned or HEAD_VARIABLES[0] in values,
+                f"--finetuned: {prefix} has no classifier head ({HEAD_VARIABLES[0]}); drop "
+                "--finetuned for a pretrained checkpoint")
     factorized, ranks = factorize_weights(config, values, keep_head=finetuned)
     flags = {"bert_config_file": bert_config_file, "checkpoint": checkpoint_path,
              "finetuned": finetuned}
-    checkpoint.write_model_folder(output_dir, factorized_config(config, ranks), vocab_file,
-                                  factorized, step="flop_factorize", source=prefix, flags=flags)
-    return output_dir, ranks
+    checkpoint.write_model_folder(folder, factorized_config(config, ranks), vocab_file,
+                                  factorized, step="flop_factorize", source=prefix, flags=flags,
+                                  checkpoint_name=checkpoint_name)
+    return folder, ranks
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("--bert_config_file", required=True, help="config of the dense model")
     parser.add_argument("--checkpoint", required=True,
                         help="dense checkpoint prefix or model folder (pretrained or fine-tuned)")
-    parser.add_argument("--output_dir", required=True, help="factorized model folder to write")
+    parser.add_argument("--output_dir", required=True,
+                        help="factorized model folder to write, or a checkpoint prefix in it "
+                             "(e.g. ..._f/bert_model_f.ckpt)")
     parser.add_argument("--finetuned", action="store_true",
                         help="keep the classifier head (output_weights/output_bias)")
     parser.add_argument("--vocab_file", help="default: vocab beside --bert_config_file")
     args = parser.parse_args(argv)
-    run_classifier.configure_logging()
+    cli.configure_logging()
 
     def run():
         written, ranks = factorize(args.bert_config_file, args.checkpoint, args.output_dir,
                                    args.finetuned, args.vocab_file)
         print(f"factorized {len(ranks)} encoder kernels; wrote {written}")
 
-    run_classifier.main_with_errors(run, "flop.factorize")
+    return cli.run_main(run, PROGRAM)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Turn a FLOP-masked checkpoint into the compact model it stands for, plus info.txt.
 
-    python -m flop.remove_mask --checkpoint=prune_outputs/MRPC/<run>/best \\
+    python ./flop/remove_mask.py --checkpoint=prune_outputs/MRPC/<run>/best \\
         --output_folder_dir=models/compact
 
 Each gated kernel computes x·P·diag(z)·Q with the deterministic gate z (what evaluation used).
@@ -25,22 +25,21 @@ then deterministic_sparsity (share of gated parameters the gates remove, the qua
 drove to the target) and, unless skipped, the median latency of the original dense model (the
 factors multiplied back, no mask) and of the compact model, timed side by side in this process.
 """
-import argparse
 import os
 import re
+import sys
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from bert import benchmark, checkpoint, modeling, run_classifier
+from bert import checkpoint, cli, modeling, timing
 from flop import factorize
 from flop.hardconcrete import deterministic_mask
-from flop.run_classifier import GATE_VARIABLE, LAMBDA_SCOPE
+from flop.method import GATE_VARIABLE, LAMBDA_SCOPE
 
+PROGRAM = "flop.remove_mask"
 INFO_FILE = "info.txt"
-SECONDS_TO_MS = 1000.0
-METHOD_KEYS = ("kernel_ranks", "kept_ranks", "factorized", "pruned")
 FACTOR_NAME = re.compile(r"^bert/encoder/(.+)_p/kernel$")
 
 
@@ -66,19 +65,17 @@ def factorized_keys(values):
 def compact_weights(config, values, source):
     """(compact config, compact weights, parameter counts) from a masked checkpoint's weights."""
     keys = factorized_keys(values)
-    if not keys:
-        raise run_classifier.UsageError(f"--checkpoint={source}: not factorized (no _p/_q "
-                                        "kernels), so there is no mask to remove")
+    cli.require(keys, f"--checkpoint={source}: not factorized (no _p/_q kernels), so there is "
+                      "no mask to remove")
     compact = {name: value for name, value in values.items() if not is_pruning_state(name)}
     kernel_ranks, kept_ranks = {}, {}
     counts = dict.fromkeys(("dense_total_params", "dense_pruned_params", "dense_origin_params",
                             "kept_gated_params"), 0)
     for key in keys:
         gate_name = f"{factorize.variable_prefix(key)}/{GATE_VARIABLE}"
-        if gate_name not in values:
-            raise run_classifier.UsageError(
-                f"--checkpoint={source}: no {gate_name} (not a masked checkpoint from "
-                "flop.run_classifier; remove_mask needs the trained gates)")
+        cli.require(gate_name in values,
+                    f"--checkpoint={source}: no {gate_name} (not a masked checkpoint from "
+                    "flop.run_classifier; remove_mask needs the trained gates)")
         p_name, q_name = factorize.factor_names(key)
         p, q = compact.pop(p_name), compact.pop(q_name)
         gate = gate_values(values[gate_name])
@@ -112,10 +109,7 @@ def dense_weights(config, values):
     for key in factorized_keys(values):
         p_name, q_name = factorize.factor_names(key)
         dense[factorize.variable_prefix(key) + "/kernel"] = dense.pop(p_name) @ dense.pop(q_name)
-    dense_config = config.copy()
-    for key in METHOD_KEYS:
-        dense_config.extra.pop(key, None)
-    return dense_config, dense
+    return factorize.dense_config(config), dense
 
 
 def info_fields(counts):
@@ -135,26 +129,13 @@ def info_fields(counts):
     }
 
 
-def measure_latency(models, batch_sizes, seq_length, iterations, num_labels):
-    """{batch: [median seconds per batch of each (config, prefix)]}, timed side by side."""
-    latencies = {}
-    for batch_size in batch_sizes:
-        sessions = [benchmark.InferenceSession(config, prefix, batch_size, seq_length,
-                                               num_labels=num_labels)
-                    for config, prefix in models]
-        latencies[batch_size] = benchmark.compare_latency(sessions, iterations)
-        for session in sessions:
-            session.close()
-    return latencies
-
-
 def format_info(fields, latencies, seq_length):
     lines = [f"{name}: {value:.6f}" if isinstance(value, float) else f"{name}: {value}"
              for name, value in fields.items()]
     for batch_size, (dense, compact) in latencies.items():
         prefix = f"latency_batch_{batch_size}_seq_{seq_length}"
-        lines += [f"{prefix}_dense_ms: {dense * SECONDS_TO_MS:.2f}",
-                  f"{prefix}_compact_ms: {compact * SECONDS_TO_MS:.2f}",
+        lines += [f"{prefix}_dense_ms: {dense * timing.SECONDS_TO_MS:.2f}",
+                  f"{prefix}_compact_ms: {compact * timing.SECONDS_TO_MS:.2f}",
                   f"{prefix}_speedup: {dense / compact:.2f}"]
     return "\n".join(lines) + "\n"
 
@@ -164,19 +145,19 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     """Write the compact model folder with info.txt; returns the info.txt text."""
     prefix = checkpoint.resolve_checkpoint(checkpoint_path, flag="checkpoint")
     folder = os.path.dirname(prefix)
-    if os.path.abspath(output_folder_dir) == os.path.abspath(folder):
-        raise run_classifier.UsageError(f"--output_folder_dir={output_folder_dir} is the "
-                                        "checkpoint's own folder; write the compact model "
-                                        "elsewhere")
+    cli.require_output_dir(output_folder_dir, "output_folder_dir")
+    cli.require(os.path.abspath(output_folder_dir) != os.path.abspath(folder),
+                f"--output_folder_dir={output_folder_dir} is the checkpoint's own folder; "
+                "write the compact model elsewhere")
     bert_config_file = bert_config_file or os.path.join(folder, "bert_config.json")
-    config = modeling.BertConfig.from_json_file(factorize.require_file(
-        bert_config_file, "bert_config_file", "the masked model's config; by default the one "
+    config = modeling.BertConfig.from_json_file(cli.require_file(
+        bert_config_file, "bert_config_file", "the model's config; by default the one "
         "beside the checkpoint"))
-    if iterations and not 0 < seq_length <= config.max_position_embeddings:
-        raise run_classifier.UsageError(f"--latency_seq_length={seq_length}: must be in "
-                                        f"[1, {config.max_position_embeddings}]")
+    if iterations:
+        cli.require_in_range(seq_length, "latency_seq_length", 1,
+                             config.max_position_embeddings)
     if vocab_file:
-        factorize.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
+        cli.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
     else:
         vocab_file = factorize.default_vocab(folder)
     values = checkpoint.read_checkpoint(prefix)
@@ -184,16 +165,18 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     latencies = {}
     if iterations:
         num_labels = (values["output_weights"].shape[0] if "output_weights" in values
-                      else benchmark.DEFAULT_LABELS)
+                      else timing.DEFAULT_LABELS)
         dense_config, dense = dense_weights(config, values)
         with tempfile.TemporaryDirectory() as scratch:
             dense_prefix = os.path.join(scratch, "dense", checkpoint.CHECKPOINT_NAME)
             compact_prefix = os.path.join(scratch, "compact", checkpoint.CHECKPOINT_NAME)
             checkpoint.save_variables(dense, dense_prefix)
             checkpoint.save_variables(compact, compact_prefix)
-            latencies = measure_latency([(dense_config, dense_prefix),
-                                         (compact_config, compact_prefix)],
-                                        batch_sizes, seq_length, iterations, num_labels)
+            models = [timing.TimedModel(dense_config, dense_prefix, num_labels=num_labels,
+                                        label="dense"),
+                      timing.TimedModel(compact_config, compact_prefix, num_labels=num_labels,
+                                        label="compact")]
+            latencies = timing.side_by_side(models, batch_sizes, seq_length, iterations)
     info = format_info(info_fields(counts), latencies, seq_length)
     flags = {"checkpoint": checkpoint_path, "bert_config_file": bert_config_file,
              "latency_iterations": iterations}
@@ -204,8 +187,7 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("--checkpoint", required=True,
                         help="masked checkpoint: a pruning run folder, its best/ or a prefix")
     parser.add_argument("--output_folder_dir", required=True, help="compact model folder")
@@ -217,21 +199,18 @@ def main(argv=None):
     parser.add_argument("--latency_batch_sizes", default="1,32")
     parser.add_argument("--latency_seq_length", type=int, default=128)
     args = parser.parse_args(argv)
-    run_classifier.configure_logging()
+    cli.configure_logging()
 
     def run():
-        if args.latency_iterations < 0:
-            raise run_classifier.UsageError(
-                f"--latency_iterations={args.latency_iterations}: must be >= 0")
-        batch_sizes = benchmark.parse_batch_sizes(args.latency_batch_sizes,
-                                                  "latency_batch_sizes")
+        cli.require_in_range(args.latency_iterations, "latency_iterations", 0)
+        batch_sizes = cli.parse_batch_sizes(args.latency_batch_sizes, "latency_batch_sizes")
         info = remove_mask(args.checkpoint, args.output_folder_dir, args.bert_config_file,
                            args.vocab_file, batch_sizes, args.latency_seq_length,
                            args.latency_iterations)
         print(f"wrote {args.output_folder_dir}\n{info}", end="")
 
-    run_classifier.main_with_errors(run, "flop.remove_mask")
+    return cli.run_main(run, PROGRAM)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,18 +23,20 @@ code) used when a flag is not given:
   task      LR_BERT  LR_SOFT_EXTRACT  LAMBDA   BATCH_SIZE  MAX_SEQ_LENGTH
 {table}
 """
-import argparse
 import datetime
 import logging
 import os
 import shlex
 import sys
-import time
 
 import tensorflow as tf
 
-from bert import benchmark, checkpoint, glue, modeling, run_classifier
-from power_bert import selectors, steps
+from bert import checkpoint, cli, glue, methods, modeling, timing
+from bert.classifier import (HEAD_VARIABLES, TEST_RESULTS_FILE, Classifier, ClassifierSettings,
+                             classifier_head)
+from bert.errors import UsageError
+from power_bert import steps, token_selectors
+from power_bert.method import ConfigurationSearch, Extract
 
 tf1 = tf.compat.v1
 log = logging.getLogger("power_bert")
@@ -42,7 +44,6 @@ log = logging.getLogger("power_bert")
 PROGRAM = "power_bert.main"
 LOG_FILE = "log_file.txt"
 FEATURES_DIR = "features"
-TEST_RESULTS_FILE = "test_results.tsv"
 DEFAULT_EPOCHS = 3
 DEFAULT_SEED = 12345
 DEFAULT_BENCHMARK_ITERATIONS = 20
@@ -65,8 +66,6 @@ TASK_DEFAULTS = {
 DEFAULTED_FLAGS = ("LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "BATCH_SIZE", "MAX_SEQ_LENGTH")
 SEED_TASK_NAMES = ("cola", "rte", "sst-2", "qnli", "mrpc", "mnli-m", "mnli-mm", "qqp", "sts-b")
 
-UsageError = run_classifier.UsageError
-
 
 def _defaults_table():
     return "\n".join(f"  {task:<9} {lr:<8g} {soft:<16g} {lam:<8g} {batch:<11d} {seq}"
@@ -74,9 +73,7 @@ def _defaults_table():
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROGRAM}", description=__doc__.format(table=_defaults_table()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__.format(table=_defaults_table()))
     parser.add_argument("--TASK", required=True, type=str.lower,
                         help=f"GLUE task: {', '.join(SEED_TASK_NAMES)}")
     parser.add_argument("--BERT_CONFIG_PATH",
@@ -114,7 +111,7 @@ def build_parser():
                         help="with --EVAL_ONLY/--PREDICT_ONLY: one non-increasing value per "
                              "layer, comma separated, each in [1, MAX_SEQ_LENGTH], e.g. "
                              "'128,128,96,64,32,16'. Default: the model config's "
-                             f"'{selectors.RETENTION_CONFIG_KEY}', else MAX_SEQ_LENGTH for "
+                             f"'{token_selectors.RETENTION_CONFIG_KEY}', else MAX_SEQ_LENGTH for "
                              "every layer (no elimination)")
     parser.add_argument("--PRED_GLUE", action="store_true",
                         help="with --PREDICT_ONLY: also write the GLUE submission file")
@@ -172,8 +169,8 @@ def resolve_args(args):
     for flag in ("MAX_TRAIN_EXAMPLES", "BENCHMARK_ITERATIONS"):
         if getattr(args, flag) < 0:
             raise UsageError(f"--{flag}={getattr(args, flag)}: must be >= 0")
-    args.benchmark_batch_sizes = benchmark.parse_batch_sizes(args.BENCHMARK_BATCH_SIZES,
-                                                            "BENCHMARK_BATCH_SIZES")
+    args.benchmark_batch_sizes = cli.parse_batch_sizes(args.BENCHMARK_BATCH_SIZES,
+                                                      "BENCHMARK_BATCH_SIZES")
     if args.MODEL_FORMAT.upper() == "HDF5":
         raise UsageError("--MODEL_FORMAT=HDF5: Keras HDF5 models are not supported; this port "
                          "writes TF checkpoints/model folders, use --MODEL_FORMAT=CKPT")
@@ -223,12 +220,12 @@ def _eval_retention(args, bert_config):
     """--RETENTION_CONFIG, else the config's own, else no elimination (the seed's default)."""
     layers = bert_config.num_hidden_layers
     if args.RETENTION_CONFIG:
-        return (selectors.parse_retention_config(args.RETENTION_CONFIG, layers,
+        return (token_selectors.parse_retention_config(args.RETENTION_CONFIG, layers,
                                                  args.MAX_SEQ_LENGTH), "--RETENTION_CONFIG")
-    stored = bert_config.extra.get(selectors.RETENTION_CONFIG_KEY)
+    stored = bert_config.extra.get(token_selectors.RETENTION_CONFIG_KEY)
     if stored is not None:
-        source = f"{args.BERT_CONFIG_PATH} '{selectors.RETENTION_CONFIG_KEY}'"
-        return (selectors.validate_retention_config(stored, layers, args.MAX_SEQ_LENGTH,
+        source = f"{args.BERT_CONFIG_PATH} '{token_selectors.RETENTION_CONFIG_KEY}'"
+        return (token_selectors.validate_retention_config(stored, layers, args.MAX_SEQ_LENGTH,
                                                     source), source)
     return [args.MAX_SEQ_LENGTH] * layers, "default (MAX_SEQ_LENGTH in every layer)"
 
@@ -239,19 +236,8 @@ def check_checkpoint_matches(bert_config, checkpoint_prefix, num_labels, max_seq
     with tf.Graph().as_default():
         input_ids = tf1.placeholder(tf.int32, [None, max_seq_length])
         model = modeling.BertModel(bert_config, False, input_ids)
-        run_classifier.classifier_head(model.pooled_output, num_labels, False)
+        classifier_head(model.pooled_output, num_labels, False)
         checkpoint.init_from_checkpoint(checkpoint_prefix, allow_missing)
-
-
-def _read_examples(task, args):
-    if not args.training:
-        return [], []
-    train = task.examples("train", args.MAX_TRAIN_EXAMPLES)
-    dev = task.examples("dev")
-    for split, examples in (("train", train), ("dev", dev)):
-        if not examples:
-            raise UsageError(f"--DATA_DIR={args.DATA_DIR}: the {split} split has no examples")
-    return train, dev
 
 
 # The run --------------------------------------------------------------------------------------
@@ -273,15 +259,30 @@ def _provenance(args):
             if key.isupper() or key in ("checkpoint", "retention")}
 
 
+def classifier_settings(args):
+    """The classifier library's settings from the seed's flags."""
+    return ClassifierSettings(
+        task_name=args.TASK, data_dir=args.DATA_DIR, vocab_file=args.VOCAB_PATH,
+        bert_config_file=args.BERT_CONFIG_PATH, output_dir=args.OUTPUT_DIR,
+        init_checkpoint=args.checkpoint, do_lower_case=not args.CASED,
+        max_seq_length=args.MAX_SEQ_LENGTH, do_train=args.training,
+        do_eval=args.training or args.EVAL_ONLY, do_predict=args.PREDICT_ONLY,
+        train_batch_size=args.BATCH_SIZE, eval_batch_size=args.BATCH_SIZE,
+        predict_batch_size=args.BATCH_SIZE, learning_rate=args.LR_BERT,
+        num_train_epochs=args.EPOCH, warmup_proportion=steps.WARMUP_PROPORTION,
+        save_checkpoints_steps=steps.SAVE_CHECKPOINTS_STEPS, keep_checkpoint_max=1,
+        max_train_examples=args.MAX_TRAIN_EXAMPLES, log_every_n_steps=steps.LOG_EVERY_N_STEPS,
+        seed=args.SEED, features_dir=os.path.join(args.OUTPUT_DIR, FEATURES_DIR),
+        write_submission=args.PRED_GLUE)
+
+
 def run(args, argv):
     bert_config = resolve_args(args)
-    task = run_classifier.Task(args.TASK, args.DATA_DIR, args.VOCAB_PATH, not args.CASED,
-                               args.MAX_SEQ_LENGTH, os.path.join(args.OUTPUT_DIR, FEATURES_DIR),
-                               args.checkpoint)
-    allow_missing = run_classifier.HEAD_VARIABLES if args.training else ()
-    check_checkpoint_matches(bert_config, args.checkpoint, task.num_labels, args.MAX_SEQ_LENGTH,
-                             allow_missing)
-    train_examples, dev_examples = _read_examples(task, args)
+    method_list = [] if args.training else [Extract(args.retention)]
+    classifier = Classifier(classifier_settings(args), method_list, config_methods=False,
+                            bert_config=bert_config)
+    check_checkpoint_matches(bert_config, args.checkpoint, classifier.task.num_labels,
+                             args.MAX_SEQ_LENGTH, HEAD_VARIABLES if args.training else ())
     plan = _step_plan(args, bert_config) if args.training else None
     os.makedirs(args.OUTPUT_DIR, exist_ok=True)
     log_line = RunLog(args.OUTPUT_DIR)
@@ -290,11 +291,16 @@ def run(args, argv):
         "TASK", "EPOCH", "BATCH_SIZE", "LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "MAX_SEQ_LENGTH",
         "MAX_TRAIN_EXAMPLES")))
     if args.training:
-        return train(args, task, bert_config, train_examples, dev_examples, plan, log_line)
+        return train(args, classifier, bert_config, plan, log_line)
+    log_line(f"retention configuration ({args.retention_source}): "
+             f"{token_selectors.format_retention_config(args.retention)}")
     if args.EVAL_ONLY:
-        evaluate(args, task, bert_config, log_line)
+        result = classifier.evaluate(checkpoint_path=args.checkpoint)
+        log_line(f"evaluation of {args.CHECKPOINT_PATH} on dev: "
+                 + ", ".join(f"{key} {value:.4f}" for key, value in sorted(result.items())))
     if args.PREDICT_ONLY:
-        predict(args, task, bert_config, log_line)
+        outputs = classifier.predict(checkpoint_path=args.checkpoint)
+        log_line(f"predicted {len(outputs)} test examples into {args.OUTPUT_DIR}")
     return None
 
 
@@ -315,61 +321,41 @@ def _step_plan(args, bert_config):
     return plan
 
 
-def train(args, task, bert_config, train_examples, dev_examples, plan, log_line):
+def train(args, classifier, bert_config, plan, log_line):
     """The three steps; returns {'fine_tuned': step.json, 'power': step.json, 'latency': ...}."""
     training_run = steps.TrainingRun(
-        task=task, bert_config=bert_config, vocab_file=args.VOCAB_PATH,
-        train_examples=train_examples, dev_examples=dev_examples,
-        max_train_examples=args.MAX_TRAIN_EXAMPLES, batch_size=args.BATCH_SIZE,
-        epochs=args.EPOCH, seed=args.SEED, provenance=_provenance(args), log_line=log_line)
+        settings=classifier.settings, bert_config=bert_config,
+        metric_name=classifier.task.processor.primary_metric,
+        num_train_examples=len(classifier.train_examples), epochs=args.EPOCH,
+        provenance=_provenance(args), log_line=log_line)
     folders, settings = zip(*plan)
-    fine_tune = steps.Step("step 1 fine-tune", folders[0], steps.FineTuning(args.LR_BERT),
-                           args.checkpoint, settings[0], keep_best=True)
+    fine_tune = steps.Step("step 1 fine-tune", folders[0], methods.Method(), args.checkpoint,
+                           settings[0], keep_best=True)
     fine_tuned = steps.run_step(training_run, fine_tune)
     search = steps.Step("step 2 configuration search", folders[1],
-                        steps.ConfigurationSearch(args.LR_BERT, args.LR_SOFT_EXTRACT,
-                                                  args.LAMBDA, args.MAX_SEQ_LENGTH),
+                        ConfigurationSearch(args.LR_SOFT_EXTRACT, args.LAMBDA,
+                                            args.MAX_SEQ_LENGTH),
                         fine_tuned["model_dir"], settings[1], keep_best=False,
                         export=steps.export_searched_config)
     searched = steps.run_step(training_run, search)
     retention = searched["retention"]
-    log_line(f"retention configuration: {selectors.format_retention_config(retention)}")
-    retrain = steps.Step("step 3 re-train", folders[2],
-                         steps.ExtractTraining(args.LR_BERT, retention), searched["model_dir"],
-                         settings[2], keep_best=True,
+    log_line(f"retention configuration: {token_selectors.format_retention_config(retention)}")
+    retrain = steps.Step("step 3 re-train", folders[2], Extract(retention),
+                         searched["model_dir"], settings[2], keep_best=True,
                          export=steps.export_with_retention(retention))
     power = steps.run_step(training_run, retrain)
     latency = None
     if args.BENCHMARK_ITERATIONS:
-        latency = compare_latency(fine_tuned["model_dir"], power["model_dir"], retention,
-                                  task.num_labels, args.MAX_SEQ_LENGTH,
-                                  args.benchmark_batch_sizes, args.BENCHMARK_ITERATIONS)
-    report = summary(task, fine_tuned, power, retention, latency, args)
+        num_labels = classifier.task.num_labels
+        models = [timing.load_model_dir(fine_tuned["model_dir"], num_labels=num_labels),
+                  timing.load_model_dir(power["model_dir"], num_labels=num_labels)]
+        latency = timing.side_by_side(models, args.benchmark_batch_sizes, args.MAX_SEQ_LENGTH,
+                                      args.BENCHMARK_ITERATIONS)
+    report = summary(classifier.task, fine_tuned, power, retention, latency, args)
     for line in report.splitlines():
         log_line(line)
     print(report)
     return {"fine_tuned": fine_tuned, "power": power, "latency": latency}
-
-
-def compare_latency(fine_tuned_dir, power_dir, retention, num_labels, seq_length, batch_sizes,
-                    iterations):
-    """{batch size: (fine-tuned s/batch, PoWER s/batch)}, measured interleaved in one process."""
-    fine_tuned_config, fine_tuned_prefix = benchmark.load_model_dir(fine_tuned_dir)
-    power_config, power_prefix = benchmark.load_model_dir(power_dir)
-    latency = {}
-    for batch_size in batch_sizes:
-        sessions = [
-            benchmark.InferenceSession(fine_tuned_config, fine_tuned_prefix, batch_size,
-                                       seq_length, num_labels=num_labels),
-            benchmark.InferenceSession(power_config, power_prefix, batch_size, seq_length,
-                                       token_selector=selectors.ExtractSelector(retention),
-                                       num_labels=num_labels)]
-        try:
-            latency[batch_size] = tuple(benchmark.compare_latency(sessions, iterations))
-        finally:
-            for session in sessions:
-                session.close()
-    return latency
 
 
 def summary(task, fine_tuned, power, retention, latency, args):
@@ -377,7 +363,7 @@ def summary(task, fine_tuned, power, retention, latency, args):
     lines = [f"PoWER-BERT on {task.processor.name}, dev {metric}:",
              f"  fine-tuned  {fine_tuned['best_metric']:.4f}",
              f"  PoWER-BERT  {power['best_metric']:.4f}   retention "
-             f"{selectors.format_retention_config(retention)}"]
+             f"{token_selectors.format_retention_config(retention)}"]
     if latency:
         lines.append(f"inference latency, seq {args.MAX_SEQ_LENGTH}, median of "
                      f"{args.BENCHMARK_ITERATIONS} interleaved runs:")
@@ -387,84 +373,12 @@ def summary(task, fine_tuned, power, retention, latency, args):
     return "\n".join(lines)
 
 
-# Evaluation and prediction with Extract ---------------------------------------------------------
-def _run_extract_model(args, task, bert_config, split, examples, mode):
-    """Run the Extract model of CHECKPOINT_PATH over a split in a plain session.
-
-    Not Estimator.evaluate/predict: those restore a global_step, which model folders (weights
-    only) do not have. Returns the metric values (EVAL) or the list of per-example outputs.
-    """
-    method = steps.ExtractTraining(0.0, args.retention)
-    model_fn = run_classifier.model_fn_builder(
-        bert_config, task.name, task.num_labels, task.is_regression, None, 0, 0, method)
-    input_fn = task.input_fn(split, examples, args.BATCH_SIZE, False)
-    with tf.Graph().as_default():
-        features = tf1.data.make_one_shot_iterator(input_fn()).get_next()
-        spec = model_fn(features, None, mode)
-        checkpoint.init_from_checkpoint(args.checkpoint)
-        fetch = (tf.group([update for _, update in spec.eval_metric_ops.values()])
-                 if mode == tf.estimator.ModeKeys.EVAL else spec.predictions)
-        outputs = []
-        with tf1.Session() as session:
-            session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
-            while True:
-                try:
-                    outputs.append(session.run(fetch))
-                except tf.errors.OutOfRangeError:
-                    break
-            if mode == tf.estimator.ModeKeys.EVAL:
-                values = session.run({key: value for key, (value, _)
-                                      in spec.eval_metric_ops.items()})
-                return {key: float(value) for key, value in values.items()}
-    return [{key: batch[key][row] for key in batch}
-            for batch in outputs for row in range(len(batch["predictions"]))]
-
-
-def _log_retention(args, log_line):
-    log_line(f"retention configuration ({args.retention_source}): "
-             f"{selectors.format_retention_config(args.retention)}")
-
-
-def evaluate(args, task, bert_config, log_line):
-    _log_retention(args, log_line)
-    start = time.time()
-    result = _run_extract_model(args, task, bert_config, "dev", task.examples("dev"),
-                                tf.estimator.ModeKeys.EVAL)
-    text = run_classifier.format_eval_results(result, eval_seconds=time.time() - start)
-    modeling.write_text_atomic(os.path.join(args.OUTPUT_DIR, run_classifier.EVAL_RESULTS_FILE),
-                               text)
-    log_line(f"evaluation of {args.CHECKPOINT_PATH} on dev: "
-             + ", ".join(f"{key} {value:.4f}" for key, value in sorted(result.items())))
-    return result
-
-
-def predict(args, task, bert_config, log_line):
-    _log_retention(args, log_line)
-    test_examples = task.examples("test")
-    outputs = _run_extract_model(args, task, bert_config, "test", test_examples,
-                                 tf.estimator.ModeKeys.PREDICT)
-    if task.is_regression:
-        rows = [f"{out['predictions']:.6f}" for out in outputs]
-    else:
-        rows = ["\t".join(f"{p:.6f}" for p in out["probabilities"]) for out in outputs]
-    results_file = os.path.join(args.OUTPUT_DIR, TEST_RESULTS_FILE)
-    modeling.write_text_atomic(results_file, "\n".join(rows) + "\n")
-    log_line(f"wrote {results_file} ({len(outputs)} test examples)")
-    if args.PRED_GLUE:
-        submission = os.path.join(args.OUTPUT_DIR, glue.SUBMISSION_FILE_NAMES[task.name])
-        glue.write_submission(submission, task.processor, test_examples,
-                              [out["predictions"] for out in outputs])
-        log_line(f"wrote the GLUE submission file {submission}")
-    return outputs
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    run_classifier.configure_logging()
-    return run_classifier.main_with_errors(lambda: run(args, argv), PROGRAM,
-                                           input_errors=(selectors.RetentionConfigError,))
+    cli.configure_logging()
+    return cli.run_main(lambda: run(args, argv), PROGRAM)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

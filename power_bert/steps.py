@@ -18,8 +18,11 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from bert import checkpoint, modeling, optimization, run_classifier
-from power_bert import selectors
+from bert import checkpoint, methods, modeling
+from bert.classifier import Classifier, ClassifierSettings
+from bert.errors import UsageError
+from power_bert import token_selectors
+from power_bert.method import RETENTION_SUM_METRIC
 
 log = logging.getLogger("power_bert")
 
@@ -32,98 +35,36 @@ PROGRESS_FILE = "progress.json"
 SETTINGS_FILE = "settings.json"
 STEP_DONE_FILE = "step.json"
 SOFT_RETENTION_FILE = "soft_retention.json"
-RETENTION_SUM_METRIC = "retention_sum_{}"
 
 
-class SettingsChangedError(run_classifier.UsageError):
+class SettingsChangedError(UsageError):
     """A step folder was started with other settings than this run's."""
-
-
-# Methods: what each step changes about plain fine-tuning ------------------------------------
-class FineTuning(run_classifier.Method):
-    """Step 1: plain fine-tuning, AdamW at LR_BERT with warm-up and linear decay."""
-
-
-class ConfigurationSearch(FineTuning):
-    """Step 2: Soft-Extract after every attention block, retention regulariser in the loss.
-
-    Retention parameters train at LR_SOFT_EXTRACT without weight decay or gradient clipping
-    (the regulariser alone decides how far they fall) and are clipped to [0, 1] after each
-    update; BERT trains at LR_BERT as in fine-tuning.
-    """
-
-    allow_missing = (selectors.RETENTION_VARIABLE_PATTERN,)
-
-    def __init__(self, learning_rate, soft_extract_learning_rate, lambda_, max_seq_length):
-        super().__init__(learning_rate)
-        self.soft_extract_learning_rate = soft_extract_learning_rate
-        self.lambda_ = lambda_
-        self.max_seq_length = max_seq_length
-        self.selector = None  # built with each graph
-
-    def token_selector(self, bert_config, is_training):
-        self.selector = selectors.SoftExtractSelector(bert_config.num_hidden_layers,
-                                                      self.max_seq_length)
-        return self.selector
-
-    def extra_loss(self, model, logits, features, is_training):
-        return selectors.retention_regularizer(self.selector.variables, self.lambda_)
-
-    def train_op(self, task_loss, total_loss, num_train_steps, num_warmup_steps):
-        retention = self.selector.variables
-        bert_variables = [v for v in tf.compat.v1.trainable_variables()
-                          if not any(v is r for r in retention)]
-        groups = [
-            optimization.ParamGroup("bert", bert_variables, self.learning_rate,
-                                    num_train_steps, num_warmup_steps),
-            optimization.ParamGroup("retention", retention, self.soft_extract_learning_rate,
-                                    num_train_steps, num_warmup_steps, weight_decay=0.0,
-                                    clip_norm=None, transform=selectors.clip_retention)]
-        train_op, _ = optimization.create_train_op(total_loss, groups)
-        return train_op
-
-    def eval_metric_ops(self, model, logits, features):
-        """Per-layer sums of r_j, so each epoch's log shows where the search stands."""
-        return {RETENTION_SUM_METRIC.format(index): tf.compat.v1.metrics.mean(
-            tf.reduce_sum(variable)) for index, variable in enumerate(self.selector.variables)}
-
-
-class ExtractTraining(FineTuning):
-    """Step 3 (and evaluation/prediction): Extract with a fixed retention configuration."""
-
-    allow_missing = ()  # starts from the step-2 model, which has every variable
-
-    def __init__(self, learning_rate, retention_config):
-        super().__init__(learning_rate)
-        self.retention_config = list(retention_config)
-
-    def token_selector(self, bert_config, is_training):
-        return selectors.ExtractSelector(self.retention_config)
 
 
 # Running a step ---------------------------------------------------------------------------------
 @dataclasses.dataclass
 class TrainingRun:
-    """What every step of one run shares: data, model description, sizes and the log."""
-    task: run_classifier.Task
+    """What every step of one run shares: the classifier settings, model and the log."""
+    settings: ClassifierSettings  # output_dir and init_checkpoint are set per step
     bert_config: modeling.BertConfig
-    vocab_file: str
-    train_examples: list
-    dev_examples: list
-    max_train_examples: int
-    batch_size: int
+    metric_name: str
+    num_train_examples: int
     epochs: int
-    seed: int
     provenance: dict
     log_line: Callable[[str], None]
 
     @property
-    def metric_name(self):
-        return self.task.processor.primary_metric
-
-    @property
     def steps_per_epoch(self):
-        return math.ceil(len(self.train_examples) / self.batch_size)
+        return math.ceil(self.num_train_examples / self.settings.train_batch_size)
+
+    def classifier(self, step):
+        total_steps = self.steps_per_epoch * self.epochs
+        settings = dataclasses.replace(
+            self.settings, output_dir=os.path.join(step.folder, TRAINING_DIR),
+            init_checkpoint=step.init_checkpoint, do_train=True, do_eval=True,
+            num_train_steps=total_steps)
+        return Classifier(settings, [step.method], config_methods=False,
+                          bert_config=self.bert_config)
 
 
 @dataclasses.dataclass
@@ -131,7 +72,7 @@ class Step:
     """One of the three steps: where it runs, how it trains and what it keeps."""
     title: str
     folder: str
-    method: run_classifier.Method
+    method: methods.Method
     init_checkpoint: str
     settings: dict
     keep_best: bool  # False: keep the model of the last epoch (configuration search)
@@ -172,15 +113,6 @@ def completed_result(step):
     return None
 
 
-def make_estimator(model_fn, model_dir, seed):
-    """Our own RunConfig: run_classifier.make_estimator reads absl FLAGS we do not parse."""
-    config = tf.estimator.RunConfig(
-        model_dir=model_dir, save_checkpoints_steps=SAVE_CHECKPOINTS_STEPS,
-        keep_checkpoint_max=1, tf_random_seed=seed, log_step_count_steps=None,
-        save_summary_steps=LOG_EVERY_N_STEPS)
-    return tf.estimator.Estimator(model_fn=model_fn, config=config)
-
-
 def _comparable(value):
     """NaN metrics (e.g. correlation of constant predictions) never count as the best."""
     return value if math.isfinite(value) else -math.inf
@@ -206,20 +138,12 @@ def run_step(run, step):
     model_dir = os.path.join(step.folder, MODEL_DIR)
     progress_file = os.path.join(step.folder, PROGRESS_FILE)
     progress = read_json(progress_file) or {"epochs": [], "best_epoch": None}
-    steps_per_epoch = run.steps_per_epoch
-    total_steps = steps_per_epoch * run.epochs
-    model_fn = run_classifier.model_fn_builder(
-        run.bert_config, run.task.name, run.task.num_labels, run.task.is_regression,
-        step.init_checkpoint, total_steps, int(total_steps * WARMUP_PROPORTION), step.method,
-        run.batch_size, LOG_EVERY_N_STEPS)
-    dev_input = run.task.input_fn("dev", run.dev_examples, run.batch_size, False)
+    classifier = run.classifier(step)
     for epoch in range(len(progress["epochs"]), run.epochs):
-        seed = run.seed + epoch  # a new shuffle and dropout stream every epoch
-        estimator = make_estimator(model_fn, training_dir, seed)
-        train_input = run.task.input_fn("train", run.train_examples, run.batch_size, True,
-                                        run.max_train_examples, seed)
-        estimator.train(train_input, max_steps=(epoch + 1) * steps_per_epoch)
-        result = {key: float(value) for key, value in estimator.evaluate(dev_input).items()}
+        # a new shuffle and dropout stream every epoch
+        classifier.train(max_steps=(epoch + 1) * run.steps_per_epoch,
+                         seed=run.settings.seed + epoch)
+        result = {key: float(value) for key, value in classifier.evaluate(write=False).items()}
         metric = result[run.metric_name]
         best = progress["best_epoch"]
         if step.keep_best:
@@ -241,7 +165,7 @@ def run_step(run, step):
             "best_epoch": best_epoch + 1,
             "best_metric": progress["epochs"][best_epoch][run.metric_name],
             "epoch_metrics": [e[run.metric_name] for e in progress["epochs"]],
-            "retention": config.extra.get(selectors.RETENTION_CONFIG_KEY)}
+            "retention": config.extra.get(token_selectors.RETENTION_CONFIG_KEY)}
     write_json(os.path.join(step.folder, STEP_DONE_FILE), done)
     _drop_training_checkpoints(training_dir)
     run.log_line(f"{step.title}: kept epoch {best_epoch + 1} ({run.metric_name} "
@@ -271,10 +195,10 @@ def _export(run, step, training_dir, model_dir):
     """The step's current model as a complete model folder (atomic)."""
     values = checkpoint.read_checkpoint(training_dir)
     config, extra_files = run.bert_config.copy(), None
-    config.extra.pop(selectors.RETENTION_CONFIG_KEY, None)  # only Extract models carry one
+    config.extra.pop(token_selectors.RETENTION_CONFIG_KEY, None)  # only Extract models carry one
     if step.export:
         config, values, extra_files = step.export(config, values)
-    checkpoint.write_model_folder(model_dir, config, run.vocab_file, values,
+    checkpoint.write_model_folder(model_dir, config, run.settings.vocab_file, values,
                                   step=f"power_bert/{os.path.basename(step.folder)}",
                                   source=step.init_checkpoint, flags=run.provenance,
                                   extra_files=extra_files)
@@ -282,10 +206,10 @@ def _export(run, step, training_dir, model_dir):
 
 def export_searched_config(config, values):
     """Step 2's folder: BERT weights + the read-out configuration; soft values as json."""
-    retention_names = [selectors.retention_variable_name(index)
+    retention_names = [token_selectors.retention_variable_name(index)
                        for index in range(config.num_hidden_layers)]
     soft = [values.pop(name) for name in retention_names]
-    config.extra[selectors.RETENTION_CONFIG_KEY] = selectors.read_retention_config(soft)
+    config.extra[token_selectors.RETENTION_CONFIG_KEY] = token_selectors.read_retention_config(soft)
     soft_file = json.dumps({name: [round(float(v), 6) for v in value]
                             for name, value in zip(retention_names, soft)}, indent=1) + "\n"
     return config, values, {SOFT_RETENTION_FILE: soft_file}
@@ -294,6 +218,6 @@ def export_searched_config(config, values):
 def export_with_retention(retention_config):
     """Step 3's folder: the config carries the configuration the model was trained with."""
     def export(config, values):
-        config.extra[selectors.RETENTION_CONFIG_KEY] = list(retention_config)
+        config.extra[token_selectors.RETENTION_CONFIG_KEY] = list(retention_config)
         return config, values, None
     return export

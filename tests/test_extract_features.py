@@ -58,6 +58,8 @@ def reference_layers(config, prefix, layers, seq_length=16):
 
 
 def set_flags(**values):
+    if "input_file" not in FLAGS:
+        extract_features.define_flags()
     FLAGS.unparse_flags()
     FLAGS(["extract_features"] + [f"--{key}={value}" for key, value in values.items()])
 
@@ -75,8 +77,9 @@ def test_features_match_the_encoder(tiny_model, tmp_path, caplog):
     folder, config, prefix = tiny_model
     (tmp_path / "input.txt").write_text("\n".join(LINES) + "\n")
     set_flags(**model_flags(folder, tmp_path))
-    with caplog.at_level("INFO", logger="bert"):
-        extract_features.main(None)
+    with caplog.at_level("INFO", logger="bert"), pytest.raises(SystemExit) as exit_info:
+        extract_features.main(["extract_features"])
+    assert exit_info.value.code == 0
     assert "3/3 lines" in caplog.text
     output = tmp_path / "out" / "f.jsonl"
     assert [p.name for p in output.parent.iterdir()] == ["f.jsonl"]  # no temp file left
@@ -104,13 +107,14 @@ def test_features_match_the_encoder(tiny_model, tmp_path, caplog):
     assert not np.allclose(reference[-1], reference[0], atol=1e-2)
 
 
-def test_layer_out_of_range_names_flag_and_range(tiny_model, tmp_path):
+def test_layer_out_of_range_names_flag_and_range(tiny_model, tmp_path, capsys):
     folder, _, _ = tiny_model
     (tmp_path / "input.txt").write_text("\n".join(LINES) + "\n")
     set_flags(**model_flags(folder, tmp_path, layers="-1,-4"))
     with pytest.raises(SystemExit) as exit_info:
-        extract_features.main(None)
-    message = str(exit_info.value.code)
+        extract_features.main(["extract_features"])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err.strip()
     assert message.startswith("extract_features: error: --layers=-1,-4")
     assert "layer -4 is out of range" in message and f"{NUM_LAYERS}-layer" in message
     assert "valid: -3..-1 or 0..2" in message
@@ -124,7 +128,7 @@ def test_layer_out_of_range_names_flag_and_range(tiny_model, tmp_path):
     ("long_sequence", "--max_seq_length=64 is above the model's max_position_embeddings=32"),
     ("bad_layers_text", "--layers=last: expected comma-separated integers"),
 ])
-def test_bad_input_is_one_line_error(tiny_model, tmp_path, case, expected):
+def test_bad_input_is_one_line_error(tiny_model, tmp_path, case, expected, capsys):
     folder, _, _ = tiny_model
     overrides = {}
     if case == "missing_input":
@@ -136,8 +140,9 @@ def test_bad_input_is_one_line_error(tiny_model, tmp_path, case, expected):
         overrides = ({"max_seq_length": 64} if case == "long_sequence" else {"layers": "last"})
     set_flags(**model_flags(folder, tmp_path, **overrides))
     with pytest.raises(SystemExit) as exit_info:
-        extract_features.main(None)
-    message = str(exit_info.value.code)
+        extract_features.main(["extract_features"])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err.strip()
     assert message.startswith("extract_features: error: ") and expected in message
     assert not (tmp_path / "out").exists()
 
@@ -150,7 +155,7 @@ def test_command_line_reports_bad_layer(tiny_model, tmp_path):
             model_flags(folder, tmp_path, layers="-1,-2,-3,-4").items()]
     process = subprocess.run([sys.executable, "-m", "bert.extract_features"] + args,
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert process.returncode != 0
+    assert process.returncode == 1
     assert process.stderr.strip().splitlines()[-1] == (
         "extract_features: error: --layers=-1,-2,-3,-4: layer -4 is out of range for this "
         "3-layer model (valid: -3..-1 or 0..2)")

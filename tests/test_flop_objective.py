@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoint
-from bert import run_classifier as base
+from bert import checkpoint, classifier
+from bert.errors import UsageError
 from conftest import REPO_ROOT
 from flop import factorize
-from flop import run_classifier as flop_run
-from flop.run_classifier import FlopMethod, FlopSettings
+from flop import method as flop_run
+from flop import run_classifier as flop_cli
+from flop.method import FlopMethod, FlopSettings
 from tiny_bert import tiny_config, write_factorized_model, write_tiny_model
 
 tf1 = tf.compat.v1
@@ -35,15 +36,15 @@ def _hand_config():
 
 
 def _build(config, method, is_training, batch=2, seq=4):
+    """(this graph's FLOP hooks, the classifier graph, the task loss)."""
     ids = np.arange(batch * seq, dtype=np.int32).reshape([batch, seq]) % 11 + 5
     features = {"input_ids": tf.constant(ids),
                 "input_mask": tf.ones([batch, seq], tf.int32),
                 "segment_ids": tf.zeros([batch, seq], tf.int32),
                 "label_ids": tf.zeros([batch], tf.int32)}
-    model, logits, per_example_loss, _ = base.create_model(config, is_training, features, 2,
-                                                           False, method)
-    task_loss = tf.reduce_mean(per_example_loss)
-    return model, logits, features, task_loss
+    hooks = method.build(config, is_training)
+    graph = classifier.create_model(config, is_training, features, 2, False, hooks)
+    return hooks, graph, tf.reduce_mean(graph.per_example_loss)
 
 
 def test_expected_and_deterministic_sparsity_by_hand():
@@ -57,9 +58,9 @@ def test_expected_and_deterministic_sparsity_by_hand():
     with tf.Graph().as_default():
         tf1.train.get_or_create_global_step()
         method = FlopMethod(FlopSettings(target_sparsity=0.5))
-        model, logits, features, _ = _build(config, method, is_training=False)
-        method.extra_loss(model, logits, features, is_training=False)
-        kernels = {kernel.key: kernel for kernel in method.gated_kernels}
+        hooks, graph, _ = _build(config, method, is_training=False)
+        hooks.extra_loss(graph)
+        kernels = {kernel.key: kernel for kernel in hooks.gated_kernels}
         assert len(kernels) == 6
         assert sum(kernel.gated_params for kernel in kernels.values()) == 224
         assert (kernels["layer_0/intermediate/dense"].in_width,
@@ -67,12 +68,12 @@ def test_expected_and_deterministic_sparsity_by_hand():
         assigns = [kernel.gate.log_alpha.assign(tf.fill([4], WIDE_OPEN if key.endswith("query")
                                                         else HALF_OPEN))
                    for key, kernel in kernels.items()]
-        metrics = method.eval_metric_ops(model, logits, features)
+        metrics = hooks.eval_metric_ops(graph)
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             session.run(tf1.local_variables_initializer())
             session.run(assigns)
-            s_hat = session.run(method.expected_sparsity)
+            s_hat = session.run(hooks.expected_sparsity)
             session.run(metrics["deterministic_sparsity"][1])
             deterministic = session.run(metrics["deterministic_sparsity"][0])
     assert s_hat == pytest.approx(3 / 7, abs=1e-5)
@@ -90,21 +91,21 @@ def test_target_sparsity_warms_up_linearly():
     np.testing.assert_allclose(values, [0.0, 0.3, 0.6, 0.6], atol=1e-6)
 
 
-def _one_train_step(settings):
+def _one_train_step(settings, model_learning_rate=0.0):
     """λ1, λ2, log_alphas and one model kernel before and after a single training step."""
     config = _hand_config()
     with tf.Graph().as_default():
         tf1.set_random_seed(0)
         tf1.train.get_or_create_global_step()
-        method = FlopMethod(settings)
-        model, logits, features, task_loss = _build(config, method, is_training=True)
-        total_loss = task_loss + method.extra_loss(model, logits, features, True)
-        train_op = method.train_op(task_loss, total_loss, num_train_steps=10,
-                                   num_warmup_steps=0)
+        hooks, graph, task_loss = _build(config, FlopMethod(settings), is_training=True)
+        total_loss = task_loss + hooks.extra_loss(graph)
+        train_op = classifier._train_op(hooks, graph, task_loss, total_loss,
+                                        model_learning_rate, num_train_steps=10,
+                                        num_warmup_steps=0)
         kernel = next(v for v in tf1.global_variables()
                       if v.op.name == "bert/encoder/layer_0/attention/self/query_p/kernel")
-        watched = [method.lambdas[0], method.lambdas[1], method.gated_kernels[0].gate.log_alpha,
-                   kernel, method.expected_sparsity]
+        watched = [hooks.lambdas[0], hooks.lambdas[1], hooks.gated_kernels[0].gate.log_alpha,
+                   kernel, hooks.expected_sparsity]
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             before = session.run(watched)
@@ -125,7 +126,7 @@ def test_multipliers_ascend_when_sparsity_is_above_target():
 
 
 def test_multipliers_descend_when_sparsity_is_below_target():
-    before, after = _one_train_step(FlopSettings(target_sparsity=0.5, learning_rate=1e-3))
+    before, after = _one_train_step(FlopSettings(target_sparsity=0.5), model_learning_rate=1e-3)
     assert after[0] < 0.0  # ŝ ≈ 0.083 < t = 0.5
     assert not np.allclose(before[3], after[3])  # a positive learning rate trains the model
 
@@ -166,9 +167,9 @@ def test_best_keeps_only_checkpoints_near_the_target(tmp_path):
 def test_resume_picks_the_newest_run(tmp_path):
     for name in ("2020-06-02-12:15:59", "2021-01-01-00:00:00", "notes"):
         (tmp_path / name).mkdir()
-    assert flop_run.newest_run_dir(str(tmp_path)).endswith("2021-01-01-00:00:00")
-    with pytest.raises(base.UsageError, match="--resume"):
-        flop_run.newest_run_dir(str(tmp_path / "notes"))
+    assert flop_cli.newest_run_dir(str(tmp_path)).endswith("2021-01-01-00:00:00")
+    with pytest.raises(UsageError, match="--resume"):
+        flop_cli.newest_run_dir(str(tmp_path / "notes"))
 
 
 def _run_cli(tmp_path, model_dir, *extra):

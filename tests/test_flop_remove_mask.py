@@ -10,7 +10,7 @@ import tensorflow as tf
 from bert import checkpoint, modeling
 from conftest import REPO_ROOT
 from flop import factorize, remove_mask
-from flop.run_classifier import FlopMethod, FlopSettings
+from flop.method import FlopMethod, FlopSettings
 from tiny_bert import classifier_logits, write_factorized_model
 
 tf1 = tf.compat.v1
@@ -52,7 +52,7 @@ def masked_dir(tmp_path_factory):
 
 
 def _masked_factory(config):
-    return FlopMethod(FlopSettings(target_sparsity=0.5)).dense_factory(config, False)
+    return FlopMethod(FlopSettings(target_sparsity=0.5)).build(config, False).dense_factory
 
 
 def test_compact_model_predicts_what_the_masked_model_predicts(masked_dir, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from bert import checkpoint, modeling
-from power_bert import selectors
+from power_bert import token_selectors as selectors
 from power_bert.significance import token_significance
 from tiny_bert import initializer_weights
 

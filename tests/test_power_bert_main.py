@@ -12,7 +12,8 @@ import pytest
 from bert import checkpoint, modeling
 from conftest import REPO_ROOT
 from power_bert import main as power_main
-from power_bert import selectors, steps
+from power_bert import steps
+from power_bert import token_selectors as selectors
 from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
 
 MAX_SEQ_LENGTH = 16
@@ -67,8 +68,19 @@ def trained(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("power_run")
     data = write_sst2_task(root / "data", SST2_ROWS)
     output = root / "out"
-    result = power_main.main(tiny_argv(tiny_model_dir, data, output, EPOCH=2))
+    result = run_power(tiny_argv(tiny_model_dir, data, output, EPOCH=2))
     return result, data, output
+
+
+def run_power(argv):
+    """The run's result (main reports only its exit status)."""
+    return power_main.run(power_main.build_parser().parse_args(argv), argv)
+
+
+def main_error(argv, capsys):
+    """(exit status, last stderr line) of main on bad input."""
+    status = power_main.main(argv)
+    return status, capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def read_config(model_dir):
@@ -112,7 +124,7 @@ def test_three_steps_write_model_folders_log_and_configuration(trained):
 
 def test_rerun_skips_complete_steps(trained, tiny_model_dir):
     result, data, output = trained
-    again = power_main.main(tiny_argv(tiny_model_dir, data, output, EPOCH=2,
+    again = run_power(tiny_argv(tiny_model_dir, data, output, EPOCH=2,
                                       BENCHMARK_ITERATIONS=0))
     assert again["power"] == result["power"] and again["fine_tuned"] == result["fine_tuned"]
     assert (output / power_main.LOG_FILE).read_text().count("already complete") == 3
@@ -124,7 +136,7 @@ def test_moved_output_with_a_missing_step_reruns_only_that_step(trained, tiny_mo
     moved = tmp_path / "moved"
     shutil.copytree(output, moved)
     shutil.rmtree(moved / "3_retrain")
-    again = power_main.main(tiny_argv(tiny_model_dir, data, moved, EPOCH=2,
+    again = run_power(tiny_argv(tiny_model_dir, data, moved, EPOCH=2,
                                       BENCHMARK_ITERATIONS=0))
     log_text = (moved / power_main.LOG_FILE).read_text().split("=== ")[-1]
     assert log_text.count("already complete") == 2
@@ -133,12 +145,13 @@ def test_moved_output_with_a_missing_step_reruns_only_that_step(trained, tiny_mo
     assert again["power"]["model_dir"] == str(moved / "3_retrain" / steps.MODEL_DIR)
 
 
-def test_changed_settings_are_refused(trained, tiny_model_dir):
+def test_changed_settings_are_refused(trained, tiny_model_dir, capsys):
     _, data, output = trained
     before = sorted(os.listdir(output))
     log_size = (output / power_main.LOG_FILE).stat().st_size
-    with pytest.raises(SystemExit, match="lambda: 0.5 -> 0.25"):
-        power_main.main(tiny_argv(tiny_model_dir, data, output, EPOCH=2, LAMBDA=0.25))
+    status, line = main_error(tiny_argv(tiny_model_dir, data, output, EPOCH=2, LAMBDA=0.25),
+                              capsys)
+    assert status == 1 and "lambda: 0.5 -> 0.25" in line
     assert sorted(os.listdir(output)) == before
     assert (output / power_main.LOG_FILE).stat().st_size == log_size
 
@@ -148,7 +161,7 @@ def test_eval_only_reproduces_the_kept_metric(trained, tmp_path):
     model_dir = result["power"]["model_dir"]
     argv = tiny_argv(model_dir, data, tmp_path / "eval", EVAL_ONLY=True, PREDICT_ONLY=True,
                      PRED_GLUE=True)
-    power_main.main(argv)
+    assert power_main.main(argv) == 0
     text = (tmp_path / "eval" / "eval_results.txt").read_text()
     evaluated = {key: float(text.split(f"{key} = ")[1].split()[0])
                  for key in ("eval_accuracy", "eval_loss")}
@@ -165,8 +178,8 @@ def test_eval_only_reproduces_the_kept_metric(trained, tmp_path):
 
 def test_regression_task_runs_all_steps(tiny_model_dir, tmp_path):
     data = write_stsb_task(tmp_path / "data")
-    result = power_main.main(tiny_argv(tiny_model_dir, data, tmp_path / "out", task="sts-b",
-                                       BENCHMARK_ITERATIONS=0))
+    result = run_power(tiny_argv(tiny_model_dir, data, tmp_path / "out", task="sts-b",
+                                 BENCHMARK_ITERATIONS=0))
     assert np.isfinite(result["power"]["best_metric"])
     log_text = (tmp_path / "out" / power_main.LOG_FILE).read_text()
     assert "step 3 re-train, epoch 1/1: eval_spearman = " in log_text
@@ -191,24 +204,24 @@ def test_regression_task_runs_all_steps(tiny_model_dir, tmp_path):
     ({"MAX_SEQ_LENGTH": 65}, "--MAX_SEQ_LENGTH=65"),
     ({"TASK": "wnli"}, "--TASK=wnli"),
 ])
-def test_bad_input_is_one_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message):
+def test_bad_input_is_one_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message,
+                                                   capsys):
     data = write_sst2_task(tmp_path / "data", SST2_ROWS)
     output = tmp_path / "out"
-    with pytest.raises(SystemExit) as error:
-        power_main.main(tiny_argv(tiny_model_dir, data, output, **overrides))
-    assert str(error.value.code).startswith("power_bert.main: error:")
-    assert message in str(error.value.code)
+    status, line = main_error(tiny_argv(tiny_model_dir, data, output, **overrides), capsys)
+    assert status == 1
+    assert line.startswith("power_bert.main: error:") and message in line
     assert not output.exists()
 
 
-def test_config_not_matching_checkpoint_fails_before_writing(tiny_model_dir, tmp_path):
+def test_config_not_matching_checkpoint_fails_before_writing(tiny_model_dir, tmp_path, capsys):
     data = write_sst2_task(tmp_path / "data", SST2_ROWS)
     config = read_config(str(tiny_model_dir))
     config.intermediate_size = 48
     config.to_json_file(str(tmp_path / "wrong_config.json"))
-    with pytest.raises(SystemExit, match=r"intermediate/dense/kernel: graph \[16, 48\]"):
-        power_main.main(tiny_argv(tiny_model_dir, data, tmp_path / "out",
-                                  BERT_CONFIG_PATH=tmp_path / "wrong_config.json"))
+    status, line = main_error(tiny_argv(tiny_model_dir, data, tmp_path / "out",
+                                        BERT_CONFIG_PATH=tmp_path / "wrong_config.json"), capsys)
+    assert status == 1 and "intermediate/dense/kernel: graph [16, 48]" in line
     assert not (tmp_path / "out").exists()
 
 

@@ -6,20 +6,20 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
-from bert import checkpoint, convert_hf, metrics, modeling, run_classifier
+from bert import checkpoint, classifier, convert_hf, metrics, modeling
+from bert.errors import InputError
 from conftest import REPO_ROOT
 from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
 
 tf1 = tf.compat.v1
-FLAGS = flags.FLAGS
 
 
-def set_flags(**values):
-    """Parse a fresh set of run_classifier flags, as the command line would."""
-    FLAGS.unparse_flags()
-    FLAGS(["run_classifier"] + [f"--{key}={value}" for key, value in values.items()])
+def run(**values):
+    """The library driven by a settings object, as every entry point drives it."""
+    settings = classifier.ClassifierSettings(**{key: str(value) if isinstance(value, os.PathLike)
+                                                else value for key, value in values.items()})
+    return classifier.Classifier(settings).run()
 
 
 def read_eval_results(output_dir):
@@ -59,12 +59,12 @@ def tiny_flags(model_dir, data_dir, output_dir, **overrides):
 def test_short_real_fine_tune_beats_majority(minilm_dir, glue_dir, tmp_path):
     """SST-2, 640 real examples: the dev loss falls below chance and accuracy beats majority."""
     output = tmp_path / "sst2"
-    set_flags(task_name="SST-2", data_dir=glue_dir / "SST-2", vocab_file=f"{minilm_dir}/vocab.txt",
-              bert_config_file=f"{minilm_dir}/bert_config.json", init_checkpoint=minilm_dir,
-              output_dir=output, max_seq_length=64, train_batch_size=32, eval_batch_size=64,
-              learning_rate=5e-5, num_train_epochs=1, max_train_examples=640, do_train=True,
-              do_eval=True)
-    result = run_classifier.run()
+    result = run(task_name="SST-2", data_dir=glue_dir / "SST-2",
+                 vocab_file=f"{minilm_dir}/vocab.txt",
+                 bert_config_file=f"{minilm_dir}/bert_config.json", init_checkpoint=minilm_dir,
+                 output_dir=output, max_seq_length=64, train_batch_size=32, eval_batch_size=64,
+                 learning_rate=5e-5, num_train_epochs=1, max_train_examples=640, do_train=True,
+                 do_eval=True)
     labels = [int(line.split("\t")[1]) for line in
               (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
     majority = max(np.mean(labels), 1 - np.mean(labels))
@@ -80,12 +80,11 @@ def test_short_real_fine_tune_beats_majority(minilm_dir, glue_dir, tmp_path):
 def test_rerun_resumes_and_reuses_features(tiny_model_dir, tmp_path):
     data = write_sst2_task(tmp_path / "data")
     output = tmp_path / "out"
-    set_flags(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=1))
-    assert run_classifier.run()["global_step"] == 5
+    assert run(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=1))["global_step"] == 5
     record = output / "train.tf_record"
     first_mtime = record.stat().st_mtime_ns
-    set_flags(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=2, do_predict=True))
-    assert run_classifier.run()["global_step"] == 10
+    assert run(**tiny_flags(tiny_model_dir, data, output, num_train_epochs=2,
+                            do_predict=True))["global_step"] == 10
     assert record.stat().st_mtime_ns == first_mtime
     assert tf.train.latest_checkpoint(str(output)).endswith("-10")
     submission = (output / "SST-2.tsv").read_text().splitlines()
@@ -101,7 +100,7 @@ def test_eval_metrics_are_full_set_not_per_batch():
     with tf.Graph().as_default():
         batch_predictions = tf1.placeholder(tf.float32, [None])
         batch_labels = tf1.placeholder(tf.float32, [None])
-        ops = run_classifier.task_metric_ops("sts-b", batch_predictions, batch_labels,
+        ops = classifier.task_metric_ops("sts-b", batch_predictions, batch_labels,
                                              tf.square(batch_predictions - batch_labels))
         with tf1.Session() as session:
             session.run(tf1.local_variables_initializer())
@@ -125,9 +124,8 @@ def test_eval_metrics_are_full_set_not_per_batch():
 ])
 def test_bad_flags_are_rejected(tiny_model_dir, tmp_path, override, message):
     data = write_sst2_task(tmp_path / "data")
-    set_flags(**tiny_flags(tiny_model_dir, data, tmp_path / "out", **override))
-    with pytest.raises(ValueError, match=message):
-        run_classifier.run()
+    with pytest.raises(InputError, match=message):
+        run(**tiny_flags(tiny_model_dir, data, tmp_path / "out", **override))
 
 
 def test_config_not_matching_checkpoint_names_variables(tiny_model_dir, tmp_path):
@@ -135,11 +133,10 @@ def test_config_not_matching_checkpoint_names_variables(tiny_model_dir, tmp_path
     config = modeling.BertConfig.from_json_file(f"{tiny_model_dir}/bert_config.json")
     config.intermediate_size = 48
     config.to_json_file(str(tmp_path / "wrong_config.json"))
-    set_flags(**tiny_flags(tiny_model_dir, data, tmp_path / "out",
-                           bert_config_file=tmp_path / "wrong_config.json"))
     with pytest.raises(checkpoint.CheckpointMismatchError,
                        match=r"layer_0/intermediate/dense/kernel: graph \[16, 48\]"):
-        run_classifier.run()
+        run(**tiny_flags(tiny_model_dir, data, tmp_path / "out",
+                         bert_config_file=tmp_path / "wrong_config.json"))
 
 
 def test_missing_encoder_variable_is_an_error(tiny_model_dir, tmp_path):
@@ -165,7 +162,7 @@ def test_command_line_errors_are_one_line(tiny_model_dir, tmp_path):
         args = [f"--{key}={value}" for key, value in values.items()]
         process = subprocess.run([sys.executable, "-m", "bert.run_classifier"] + args,
                                  cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-        assert process.returncode != 0
+        assert process.returncode == 1
         last = process.stderr.strip().splitlines()[-1]
         assert last.startswith("run_classifier: error:") and message in last, last
     assert not (tmp_path / "out" / "eval_results.txt").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert import checkpoint, modeling
-from bert.run_classifier import classifier_head
+from bert.classifier import classifier_head
 from flop import factorize
 
 tf1 = tf.compat.v1

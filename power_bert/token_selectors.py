@@ -13,6 +13,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from bert.errors import InputError
 from power_bert.significance import token_significance
 
 tf1 = tf.compat.v1
@@ -27,7 +28,7 @@ PADDING_SCORE = -1.0
 CLS_POSITION = 0
 
 
-class RetentionConfigError(ValueError):
+class RetentionConfigError(InputError):
     """A retention configuration that no model could use."""
 
 

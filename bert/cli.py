@@ -1,0 +1,138 @@
+"""What every command line of the project shares: logging, validators, and one way to exit.
+
+``run_main`` runs a program's body and turns the outcome into an exit status: 0 on success
+(whatever the body returns), 1 with one line ``program: error: ...`` on bad input (a
+``bert.errors.InputError`` or an ``OSError``), 128 + the signal number with one line when
+SIGINT or SIGTERM stopped it. Anything else is a bug and keeps its traceback.
+"""
+import argparse
+import errno
+import logging
+import os
+import signal
+import sys
+
+import tensorflow as tf
+from absl import flags
+
+from bert.errors import InputError, Interrupted, UsageError
+
+tf1 = tf.compat.v1
+
+EXIT_OK = 0
+EXIT_INPUT_ERROR = 1
+EXIT_USAGE = 2  # argparse's status for a bad command line
+EXIT_SIGNAL_BASE = 128  # the shell's convention: 128 + signal number
+NO_SPACE_MESSAGE = "No space left on device"
+
+
+def configure_logging():
+    """Progress to stderr: our own log lines and TF errors (not its deprecation chatter)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    tf1.logging.set_verbosity(tf1.logging.ERROR)
+
+
+def _raise_on_sigterm(number, frame):
+    raise Interrupted("stopped by SIGTERM", number)
+
+
+def fail(program, message, status=EXIT_INPUT_ERROR):
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def run_main(body, program):
+    """Run ``body()``; return the exit status (see the module docstring)."""
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        body()
+        return EXIT_OK
+    except Interrupted as stop:
+        return fail(program, str(stop), EXIT_SIGNAL_BASE + stop.signal_number)
+    except KeyboardInterrupt:
+        return fail(program, "interrupted (SIGINT)", EXIT_SIGNAL_BASE + signal.SIGINT)
+    except (InputError, OSError) as error:
+        return fail(program, _one_line(error))
+    except tf.errors.OpError as error:
+        if NO_SPACE_MESSAGE not in error.message:
+            raise
+        return fail(program, f"{error.message.splitlines()[0]} ({os.strerror(errno.ENOSPC)}; "
+                             "free some space and run again)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(error):
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.filename not in text:
+        text = f"{error.filename}: {text}"
+    return " ".join(text.split())
+
+
+def absl_flags_parser(program):
+    """An ``app.run(flags_parser=...)`` that reports a bad flag in one line (absl prints two)."""
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            sys.exit(fail(program, _one_line(error)))
+    return parse
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# Validators: each raises UsageError naming the flag --------------------------------------------
+def require(condition, message):
+    if not condition:
+        raise UsageError(message)
+
+
+def require_file(path, flag, expected):
+    require(path and os.path.isfile(path), f"--{flag}={path}: file not found (expected "
+                                           f"{expected})")
+    return path
+
+
+def require_dir(path, flag, expected="a folder"):
+    require(path and os.path.isdir(path), f"--{flag}={path}: folder not found (expected "
+                                          f"{expected})")
+    return path
+
+
+def require_output_dir(path, flag):
+    """An output folder: absent (it will be made) or a folder, never a file."""
+    require(path, f"--{flag} is required")
+    require(not os.path.isfile(path), f"--{flag}={path} is a file; expected a folder")
+    return path
+
+
+def require_in_range(value, flag, low=None, high=None, high_inclusive=True):
+    """low <= value (<=|<) high; None leaves that side open."""
+    ok = value is not None and (low is None or value >= low)
+    if ok and high is not None:
+        ok = value <= high if high_inclusive else value < high
+    if not ok:
+        bounds = f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}"
+        raise UsageError(f"--{flag}={value}: must be in {bounds}{']' if high_inclusive else ')'}")
+    return value
+
+
+def parse_batch_sizes(text, flag):
+    """[1, 32] from "1,32"; anything else is a UsageError naming ``--flag``."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    require(sizes and min(sizes) >= 1, f"--{flag}={text}: expected positive integers separated "
+                                       "by commas, e.g. 1,32")
+    return sizes
