@@ -18,7 +18,7 @@ from bert import glue
 
 POSITIVE_CLASS = 1
 METRIC_PREFIX = "eval_"
-F1_TASKS = ("mrpc", "qqp")
+BINARY_CLASSES = 2  # tasks with two labels also report precision, recall and F1 of label id 1
 MCC_TASKS = ("cola", "ax")
 
 
@@ -124,14 +124,15 @@ def compute_task_metrics(task_name, predictions, labels):
     Classification takes class ids; STS-B takes real-valued scores.
     """
     task = glue.canonical_task_name(task_name)
-    if glue.get_processor(task).is_regression:
+    processor = glue.get_processor(task)
+    if processor.is_regression:
         pearson_value = pearson(predictions, labels)
         spearman_value = spearman(predictions, labels)
         values = {"pearson": pearson_value, "spearman": spearman_value,
                   "corr": (pearson_value + spearman_value) / 2.0}
     else:
         values = {"accuracy": accuracy(predictions, labels)}
-        if task in F1_TASKS:
+        if len(processor.get_labels()) == BINARY_CLASSES:
             values.update(f1=f1(predictions, labels), precision=precision(predictions, labels),
                           recall=recall(predictions, labels))
         if task in MCC_TASKS:

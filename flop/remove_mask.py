@@ -40,6 +40,7 @@ from flop.method import GATE_VARIABLE, LAMBDA_SCOPE
 
 PROGRAM = "flop.remove_mask"
 INFO_FILE = "info.txt"
+DEFAULT_LATENCY_SEQ_LENGTH = 128
 FACTOR_NAME = re.compile(r"^bert/encoder/(.+)_p/kernel$")
 
 
@@ -141,7 +142,7 @@ def format_info(fields, latencies, seq_length):
 
 
 def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab_file=None,
-                batch_sizes=(1, 32), seq_length=128, iterations=20):
+                batch_sizes=(1, 32), seq_length=None, iterations=20):
     """Write the compact model folder with info.txt; returns the info.txt text."""
     prefix = checkpoint.resolve_checkpoint(checkpoint_path, flag="checkpoint")
     folder = os.path.dirname(prefix)
@@ -153,6 +154,8 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     config = modeling.BertConfig.from_json_file(cli.require_file(
         bert_config_file, "bert_config_file", "the model's config; by default the one "
         "beside the checkpoint"))
+    if seq_length is None:
+        seq_length = min(DEFAULT_LATENCY_SEQ_LENGTH, config.max_position_embeddings)
     if iterations:
         cli.require_in_range(seq_length, "latency_seq_length", 1,
                              config.max_position_embeddings)
@@ -197,7 +200,9 @@ def main(argv=None):
     parser.add_argument("--latency_iterations", type=int, default=20,
                         help="timed runs per model and batch size (0: skip the latency)")
     parser.add_argument("--latency_batch_sizes", default="1,32")
-    parser.add_argument("--latency_seq_length", type=int, default=128)
+    parser.add_argument("--latency_seq_length", type=int,
+                        help=f"default: {DEFAULT_LATENCY_SEQ_LENGTH}, or the model's "
+                             "max_position_embeddings if smaller")
     args = parser.parse_args(argv)
     cli.configure_logging()
 

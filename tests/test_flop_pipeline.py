@@ -11,8 +11,13 @@ from bert import checkpoint
 from conftest import REPO_ROOT
 from tiny_bert import WORDS, write_factorized_model
 
-TRAIN_TAGS = {"lambda_1", "lambda_2", "alpha_lr", "lambda_lr", "model_lr", "expected_sparsity",
-              "target_sparsity", "l2_regularization_loss", "loss", "distillation_loss"}
+# Ours and the FLOP seed's TensorBoard names (lambda_1_1, lambda_2_1, loss_1; precision, recall
+# and f1_score on the dev set).
+TRAIN_TAGS = {"lambda_1", "lambda_2", "lambda_1_1", "lambda_2_1", "alpha_lr", "lambda_lr",
+              "model_lr", "expected_sparsity", "target_sparsity", "l2_regularization_loss",
+              "loss", "loss_1", "distillation_loss"}
+EVAL_TAGS = {"eval_accuracy", "precision", "recall", "f1_score", "loss",
+             "deterministic_sparsity"}
 BATCH = 8
 
 
@@ -38,7 +43,7 @@ def _prune(tmp_path, model_dir, epochs, *extra):
         cwd=REPO_ROOT, capture_output=True, text=True)
 
 
-def _train_tags(run_dir):
+def _tags(run_dir):
     tags = set()
     for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -62,7 +67,8 @@ def test_factorize_prune_resume_remove_mask(tmp_path):
     assert "hidden_dropout_prob\": 0.05" in (run_dir / "bert_config.json").read_text()
     results = (run_dir / "eval_results.txt").read_text()
     assert "deterministic_sparsity = " in results and "global_step = 4" in results
-    assert TRAIN_TAGS <= _train_tags(str(run_dir))
+    assert TRAIN_TAGS <= _tags(str(run_dir))
+    assert EVAL_TAGS <= _tags(str(run_dir / "eval"))
     stored = checkpoint.list_checkpoint(str(run_dir))
     assert "bert/encoder/layer_0/attention/self/query/log_alpha" in stored
     assert "lagrangian/lambda_1" in stored

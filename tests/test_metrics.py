@@ -91,15 +91,15 @@ def test_full_set_metrics_differ_from_per_batch_averages():
 
 def test_compute_task_metrics_keys_per_task():
     expected_keys = {
-        "cola": {"eval_accuracy", "eval_mcc"},
-        "sst-2": {"eval_accuracy"},
+        "cola": {"eval_accuracy", "eval_mcc", "eval_f1", "eval_precision", "eval_recall"},
+        "sst-2": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "mrpc": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "qqp": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "mnli": {"eval_accuracy"},
         "mnli-mm": {"eval_accuracy"},
-        "qnli": {"eval_accuracy"},
-        "rte": {"eval_accuracy"},
-        "wnli": {"eval_accuracy"},
+        "qnli": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
+        "rte": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
+        "wnli": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "ax": {"eval_accuracy", "eval_mcc"},
         "sts-b": {"eval_pearson", "eval_spearman", "eval_corr"},
     }
