@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 
 from bert.errors import InputError
 from bert.modeling import write_text_atomic
@@ -168,16 +169,20 @@ def latest_good_checkpoint(model_dir):
 
 
 def _rewrite_state(model_dir, state, newest):
-    """Points the state file at ``all_model_checkpoint_paths[newest]`` (atomic, relative paths)."""
+    """Points the state file at ``all_model_checkpoint_paths[newest]`` (atomic; paths relative
+    to the folder, as the Estimator writes them, so the folder can move)."""
     kept = [os.path.relpath(path, model_dir)
             for path in state.all_model_checkpoint_paths[:newest + 1]]
-    timestamps = list(state.all_model_checkpoint_timestamps[:newest + 1]) or None
+    timestamps = list(state.all_model_checkpoint_timestamps[:newest + 1])
+    state.model_checkpoint_path = kept[-1]
+    del state.all_model_checkpoint_paths[:]
+    state.all_model_checkpoint_paths.extend(kept)
+    del state.all_model_checkpoint_timestamps[:]
+    state.all_model_checkpoint_timestamps.extend(timestamps)
+    state_file = os.path.join(model_dir, STATE_FILE)
+    write_text_atomic(state_file, text_format.MessageToString(state))
     log.warning("resuming from %s: %s now names it as the latest checkpoint",
-                os.path.join(model_dir, kept[-1]), os.path.join(model_dir, STATE_FILE))
-    tf1.train.update_checkpoint_state(
-        model_dir, kept[-1], all_model_checkpoint_paths=kept,
-        all_model_checkpoint_timestamps=timestamps,
-        last_preserved_timestamp=state.last_preserved_timestamp or None)
+                os.path.join(model_dir, kept[-1]), state_file)
 
 
 def init_from_checkpoint(init_checkpoint, allow_missing=(), variables=None):

@@ -12,11 +12,13 @@ Re-running into the same ``output_dir`` resumes from its last good checkpoint. C
 SIGTERM during training saves the current step before the run stops.
 """
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import re
 import signal
 import time
 from typing import Optional, Sequence
@@ -44,6 +46,8 @@ TRAINING_LOSS_ALIAS = "loss_1"  # the FLOP seed's TensorBoard name of the traini
 BINARY_METRIC_ALIASES = {"precision": "eval_precision", "recall": "eval_recall",
                          "f1_score": "eval_f1"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
+TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
 
 
 @dataclasses.dataclass
@@ -119,7 +123,7 @@ class ClassifierSettings:
                 raise UsageError(f"--{name}={value}: must be in [0, 1)")
         if self.init_checkpoint:
             try:
-                checkpoint.resolve_checkpoint(self.init_checkpoint)
+                checkpoint.verify_checkpoint(checkpoint.resolve_checkpoint(self.init_checkpoint))
             except FileNotFoundError as error:
                 raise UsageError(str(error)) from None
         elif self.do_train:
@@ -494,6 +498,16 @@ def write_hparams_summary(output_dir, hparams):
             writer.close()
 
 
+def remove_new_temporaries(folder, existing):
+    """Remove the half-written files a failed write of this run left in ``folder`` (TF writes
+    ``<name>.tmp<hex>`` files and ``<checkpoint>_temp`` folders, then renames them)."""
+    checkpoint.remove_save_temporaries(folder)
+    for name in set(os.listdir(folder)) - existing:
+        if TEMPORARY_NAME.search(name):
+            log.warning("removing %s, left by the failed write", os.path.join(folder, name))
+            os.remove(os.path.join(folder, name))
+
+
 class Classifier:
     """One model, one task, one output folder: train, evaluate and predict with the methods.
 
@@ -595,6 +609,7 @@ class Classifier:
         log.info("training on %d examples to step %d (batch %d, %g epochs)",
                  len(self.train_examples), max_steps, s.train_batch_size, s.num_train_epochs)
         start = time.time()
+        before = set(os.listdir(s.output_dir))
         try:
             if s.evaluate_every_checkpoint and s.do_eval:
                 tf.estimator.train_and_evaluate(
@@ -609,6 +624,13 @@ class Classifier:
                 f"the loss became NaN at step {stop_hook.last_step + 1}; lower the learning "
                 f"rate (--learning_rate={s.learning_rate:g}); the last good checkpoint is kept: "
                 f"{estimator.latest_checkpoint()}") from None
+        except tf.errors.OpError as error:
+            if NO_SPACE not in error.message:
+                raise
+            remove_new_temporaries(s.output_dir, before)
+            raise OSError(errno.ENOSPC, f"no space left on device while training into "
+                                        f"{s.output_dir} ({error.message.splitlines()[0]}); the "
+                                        "last complete checkpoint is kept") from None
         finally:
             stop_hook.restore()
         if stop_hook.signal_number is not None:

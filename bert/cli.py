@@ -23,7 +23,7 @@ EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE = 2  # argparse's status for a bad command line
 EXIT_SIGNAL_BASE = 128  # the shell's convention: 128 + signal number
-NO_SPACE_MESSAGE = "No space left on device"
+NO_SPACE_MESSAGE = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 
 def configure_logging():

@@ -182,9 +182,13 @@ def _check_positive_int(key, value):
 def write_text_atomic(path, text):
     """Write via a temp file + rename so that a kill never leaves a half-written file."""
     temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temp, path)
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
 
 
 # Activations ------------------------------------------------------------------------------------

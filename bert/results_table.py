@@ -5,10 +5,12 @@
 Reads ``<output_dir>/<TASK>/lr_<lr>/eval_results.txt`` as written by run_classifier.
 """
 import os
+import sys
 
 from bert import cli, glue, modeling
 from bert.classifier import EVAL_RESULTS_FILE
 
+PROGRAM = "bert.results_table"
 LR_PREFIX = "lr_"
 PERCENT = 100.0
 
@@ -63,20 +65,22 @@ def tables(found):
 
 
 def main(argv=None):
-    parser = cli.ArgumentParser(prog="bert.results_table", description=__doc__)
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("--output_dir", default="fine_tune_outputs")
     parser.add_argument("--write", help="also write the table to this file")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.output_dir):
-        parser.exit(1, f"results_table: {args.output_dir}: no such folder\n")
+        return cli.fail(PROGRAM, f"--output_dir={args.output_dir}: no such folder")
     found = collect(args.output_dir)
     if not found:
-        parser.exit(1, f"results_table: no {EVAL_RESULTS_FILE} under {args.output_dir}\n")
+        return cli.fail(PROGRAM, f"--output_dir={args.output_dir}: no {EVAL_RESULTS_FILE} "
+                                 "below it")
     text = tables(found)
     print(text, end="")
     if args.write:
         modeling.write_text_atomic(args.write, text)
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
