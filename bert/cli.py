@@ -70,6 +70,17 @@ def _one_line(error):
     return " ".join(text.split())
 
 
+def absl_main(program, body):
+    """The ``main(argv)`` that absl's ``app.run`` calls: logging, then ``body`` through
+    run_main; stray positional arguments are refused."""
+    def main(argv):
+        configure_logging()
+        if len(argv) > 1:
+            raise SystemExit(fail(program, f"unexpected arguments: {' '.join(argv[1:])}"))
+        raise SystemExit(run_main(body, program))
+    return main
+
+
 def absl_flags_parser(program):
     """An ``app.run(flags_parser=...)`` that reports a bad flag in one line (absl prints two)."""
     def parse(argv):

@@ -278,11 +278,7 @@ def run():
                    FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.output_file)
 
 
-def main(argv):
-    cli.configure_logging()
-    if len(argv) > 1:
-        raise SystemExit(cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}"))
-    raise SystemExit(cli.run_main(run, PROGRAM))
+main = cli.absl_main(PROGRAM, run)
 
 
 def console_main():

@@ -61,11 +61,7 @@ def settings_from_flags(**overrides):
     return ClassifierSettings(**values)
 
 
-def main(argv):
-    cli.configure_logging()
-    if len(argv) > 1:
-        raise SystemExit(cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}"))
-    raise SystemExit(cli.run_main(lambda: Classifier(settings_from_flags()).run(), PROGRAM))
+main = cli.absl_main(PROGRAM, lambda: Classifier(settings_from_flags()).run())
 
 
 def console_main():

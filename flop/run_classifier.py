@@ -189,11 +189,7 @@ def run_pruning():
     classifier.run(exporters=[exporter])
 
 
-def main(argv):
-    cli.configure_logging()
-    if len(argv) > 1:
-        raise SystemExit(cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}"))
-    raise SystemExit(cli.run_main(run_pruning, PROGRAM))
+main = cli.absl_main(PROGRAM, run_pruning)
 
 
 def console_main():

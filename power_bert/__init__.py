@@ -1,0 +1,2 @@
+"""PoWER-BERT word-vector elimination as a method of the classifier."""
+import bert  # noqa: F401  (first: it sets TensorFlow's log level before TensorFlow loads)

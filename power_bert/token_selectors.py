@@ -75,7 +75,9 @@ class ExtractSelector:
 
     The mask is gathered with the same indices, so the next layer's attention and the pooler
     (position 0 stays [CLS]) see a consistent, shorter sequence. When l_j is at least the current
-    length the layer is left untouched.
+    length the layer is left untouched. The length may be dynamic (batches padded only to their
+    longest example): then min(l_j, length) tokens are kept, which keeps the same real tokens as
+    padding to max_seq_length would, since padding ranks last.
     """
 
     def __init__(self, retention_config):
@@ -84,10 +86,10 @@ class ExtractSelector:
     def __call__(self, layer_index, hidden, attention_probs, input_mask):
         keep = self.retention_config[layer_index]
         length = input_mask.shape[1]
-        if length is None:
-            raise ValueError("Extract needs a static sequence length (fixed-length inputs)")
-        if keep >= length:
+        if length is not None and keep >= length:
             return hidden, input_mask
+        if length is None:
+            keep = tf.minimum(keep, tf.shape(input_mask)[1])
         others = ranking_scores(attention_probs, input_mask)[:, CLS_POSITION + 1:]
         _, top = tf.math.top_k(others, k=keep - 1, sorted=False)
         kept = tf.sort(top + CLS_POSITION + 1, axis=-1)

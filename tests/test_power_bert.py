@@ -226,3 +226,24 @@ def test_extract_shortens_the_sequence_layer_by_layer(tiny_bert):
                                    token_selector=selectors.ExtractSelector([6, 4, 1]))
     assert [layer.shape.as_list()[1] for layer in model.all_encoder_layers] == [6, 4, 1]
     assert [p.shape.as_list()[-1] for p in model.all_attention_probs] == [SEQ_LENGTH, 6, 4]
+
+
+def test_extract_on_dynamic_length_equals_full_padding(tiny_bert):
+    """Padded to the longest example (dynamic length) vs padded to max_seq_length: the same
+    real tokens are kept, so [CLS]'s result is the same, also when l_j exceeds the length."""
+    config, prefix, ids, mask = tiny_bert
+    retention = [REAL_TOKENS + 2, 3, 2]  # the first exceeds the dynamic length REAL_TOKENS
+    _, full_pooled = run_model(tiny_bert, lambda config: selectors.ExtractSelector(retention))
+    with tf.Graph().as_default():
+        ids_in = tf1.placeholder(tf.int32, [None, None])
+        mask_in = tf1.placeholder(tf.int32, [None, None])
+        model = modeling.BertModel(config, False, ids_in, mask_in,
+                                   token_selector=selectors.ExtractSelector(retention))
+        checkpoint.init_from_checkpoint(prefix)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            pooled, last = session.run(
+                [model.pooled_output, model.all_encoder_layers[-1]],
+                {ids_in: ids[:, :REAL_TOKENS], mask_in: mask[:, :REAL_TOKENS]})
+    assert last.shape[1] == 2
+    assert np.abs(pooled - full_pooled).max() <= 1e-5

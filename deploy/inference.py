@@ -1,0 +1,99 @@
+"""A model folder, loaded for inference as its config describes it, and its inputs.
+
+Every exported or timed model is built here: the config's own dense factory (compact kernel
+ranks) plus the methods its config names (e.g. PoWER-BERT's retention configuration, found
+through ``bert.methods.from_config``), with token inputs of dynamic batch *and* length, so a
+batch is padded only to its longest example.
+"""
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from bert import checkpoint, cli, methods, modeling, tokenization
+from bert.classifier import classifier_head, convert_example
+from bert.errors import UsageError
+from bert.glue import InputExample
+
+tf1 = tf.compat.v1
+
+CONFIG_FILE = "bert_config.json"
+HEAD_WEIGHTS = "output_weights"
+INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
+LOGITS = "logits"
+
+
+@dataclasses.dataclass
+class ModelFolder:
+    """What inference needs to know about a model folder with a classifier head."""
+    path: str
+    bert_config: modeling.BertConfig
+    checkpoint_prefix: str
+    vocab_file: str
+    num_labels: int  # 1 for regression (STS-B)
+
+    @property
+    def method_list(self):
+        return methods.from_config(self.bert_config)
+
+    def tokenizer(self, do_lower_case=True):
+        return tokenization.create_tokenizer(self.vocab_file, do_lower_case)
+
+
+def load_model_folder(path, flag="model_dir"):
+    """A model folder (config, vocab, checkpoint with Google's head ``output_weights``)."""
+    cli.require_dir(path, flag, "a model folder with bert_config.json, vocab and a checkpoint")
+    config = modeling.BertConfig.from_json_file(cli.require_file(
+        os.path.join(path, CONFIG_FILE), flag, "a model folder with bert_config.json"))
+    prefix = checkpoint.resolve_checkpoint(path, flag=flag)
+    stored = checkpoint.list_checkpoint(prefix)
+    cli.require(HEAD_WEIGHTS in stored, f"--{flag}={path}: the checkpoint has no classifier "
+                                        f"head ({HEAD_WEIGHTS}); fine-tune it first")
+    try:
+        vocab_file = checkpoint.find_vocab(path)
+    except FileNotFoundError as error:
+        raise UsageError(f"--{flag}={path}: {error}") from None
+    return ModelFolder(path, config, prefix, vocab_file, int(stored[HEAD_WEIGHTS][0]))
+
+
+def build_logits(model: ModelFolder, input_ids, input_mask, segment_ids):
+    """Logits of the model in the current graph (variables to be restored from its checkpoint)."""
+    hooks = methods.build_all(model.method_list, model.bert_config, False)
+    bert = modeling.BertModel(model.bert_config, False, input_ids, input_mask, segment_ids,
+                              dense_factory=hooks.dense_factory,
+                              token_selector=hooks.token_selector)
+    return classifier_head(bert.pooled_output, model.num_labels, False)
+
+
+def encode(tokenizer, pairs, max_seq_length):
+    """(input_ids, input_mask, segment_ids) int32 arrays of ``[(text_a, text_b or None)]``,
+    Google's truncation, padded to the longest example of the batch (not to max_seq_length)."""
+    features = [convert_example(InputExample(str(index), text_a, text_b, 0.0), None,
+                                max_seq_length, tokenizer)
+                for index, (text_a, text_b) in enumerate(pairs)]
+    longest = max(sum(feature["input_mask"]) for feature in features)
+    return tuple(np.array([feature[name][:longest] for feature in features], np.int32)
+                 for name in INPUT_NAMES)
+
+
+class TensorFlowRunner:
+    """The model's logits in one TF session with [batch, length] placeholders, restored once."""
+
+    def __init__(self, model: ModelFolder, threads=0):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.inputs = [tf1.placeholder(tf.int32, [None, None], name) for name in INPUT_NAMES]
+            self.logits = tf.identity(build_logits(model, *self.inputs), LOGITS)
+            saver = tf1.train.Saver()
+            session_config = tf1.ConfigProto(intra_op_parallelism_threads=threads,
+                                              inter_op_parallelism_threads=threads)
+            self.session = tf1.Session(graph=self.graph, config=session_config)
+            saver.restore(self.session, model.checkpoint_prefix)
+
+    def __call__(self, input_ids, input_mask, segment_ids):
+        return self.session.run(self.logits, dict(zip(self.inputs, (input_ids, input_mask,
+                                                                    segment_ids))))
+
+    def close(self):
+        self.session.close()
