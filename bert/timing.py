@@ -81,8 +81,9 @@ class InferenceSession:
         self.session.close()
 
 
-def interleaved_medians(runners, iterations, warmup_runs=WARMUP_RUNS):
-    """Median seconds per call of each ``run_once`` runner, called round-robin."""
+def interleaved_samples(runners, iterations, warmup_runs=WARMUP_RUNS):
+    """Seconds of every timed call of each ``run_once`` runner, called round-robin after its
+    warm-up; all of them, for percentiles and totals where a median is not enough."""
     for runner in runners:
         for _ in range(warmup_runs):
             runner.run_once()
@@ -90,7 +91,13 @@ def interleaved_medians(runners, iterations, warmup_runs=WARMUP_RUNS):
     for _ in range(iterations):
         for index, runner in enumerate(runners):
             timings[index].append(runner.run_once())
-    return [statistics.median(times) for times in timings]
+    return timings
+
+
+def interleaved_medians(runners, iterations, warmup_runs=WARMUP_RUNS):
+    """Median seconds per call of each ``run_once`` runner, called round-robin."""
+    return [statistics.median(times)
+            for times in interleaved_samples(runners, iterations, warmup_runs)]
 
 
 def side_by_side(models: Sequence[TimedModel], batch_sizes, seq_length, iterations):

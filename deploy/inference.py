@@ -9,11 +9,12 @@ import dataclasses
 import os
 
 import numpy as np
+import onnxruntime
 import tensorflow as tf
 
 from bert import checkpoint, cli, methods, modeling, tokenization
 from bert.classifier import classifier_head, convert_example
-from bert.errors import UsageError
+from bert.errors import InputError, UsageError
 from bert.glue import InputExample
 
 tf1 = tf.compat.v1
@@ -97,3 +98,53 @@ class TensorFlowRunner:
 
     def close(self):
         self.session.close()
+
+
+class OnnxRunner:
+    """An ONNX model's logits in one onnxruntime session, with the same call as TensorFlowRunner.
+
+    ``threads`` intra-op threads and one inter-op thread (a BERT graph is a chain: parallel
+    branches buy nothing), every graph optimisation on, CPU only.
+    """
+
+    def __init__(self, onnx_file, threads=0):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = onnxruntime.InferenceSession(onnx_file, options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own types: InvalidProtobuf, Fail, ...
+            raise InputError(f"{onnx_file}: onnxruntime cannot load it "
+                             f"({str(error).strip().splitlines()[0]})") from None
+        names = {node.name for node in self.session.get_inputs()}
+        if names != set(INPUT_NAMES):
+            raise InputError(f"{onnx_file}: inputs are {sorted(names)}, expected "
+                             f"{list(INPUT_NAMES)}")
+        self.num_labels = self.session.get_outputs()[0].shape[-1]
+
+    def __call__(self, input_ids, input_mask, segment_ids):
+        return self.session.run([LOGITS], dict(zip(INPUT_NAMES, (input_ids, input_mask,
+                                                                 segment_ids))))[0]
+
+    def close(self):
+        """Sessions free their memory when dropped; kept so both runners close alike."""
+        del self.session
+
+
+class OnnxRunner:
+    """The logits of an exported ONNX file (``deploy.export``), same call as TensorFlowRunner."""
+
+    def __init__(self, path, threads=0):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(path, options,
+                                                    providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids, input_mask, segment_ids):
+        return self.session.run([LOGITS], dict(zip(INPUT_NAMES, (input_ids, input_mask,
+                                                                 segment_ids))))[0]
+
+    def close(self):
+        """Nothing to release before the object goes (ONNX Runtime frees on deletion)."""

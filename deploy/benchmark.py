@@ -1,0 +1,471 @@
+"""The deployment benchmark: size, FLOPs, dev metric, latency and throughput, one table.
+
+    python -m deploy.benchmark models/dense models/compact exports/compact \\
+        --task_name SST-2 --data_dir glue/SST-2 --output_dir benchmark_outputs
+
+A MODEL is a model folder (run in TensorFlow as its config describes it: compact kernel ranks,
+PoWER-BERT retention), an export folder (deploy.export's; its model.onnx and model.int8.onnx
+are a row each, run in onnxruntime) or an .onnx file. The first MODEL is the baseline of every
+ratio. The first model folder's ONNX fp32 and INT8 exports are reference rows beside it: from
+--reference_onnx DIR, or exported into OUTPUT_DIR/reference/ by deploy.export when that module
+is installed and no export of it is among the MODELs; otherwise they are left out, with a note.
+
+Inputs are real dev sentences when --task_name and --data_dir are given (tokenized by our
+tokenizer, each batch padded to its own longest, the same batches for every row), else a
+synthetic set: SYNTHETIC_SENTENCES sentences of SYNTHETIC_MIN_WORDS to max_seq_length - 2
+words drawn uniformly from the vocabulary's alphabetic tokens with seed SYNTHETIC_SEED.
+Every row is timed in this one process, round-robin (bert.timing), warm-up excluded: latency
+at batch 1 (p50, p90 over single sentences in dev order) and throughput at --batch_size (all
+timed examples over all timed seconds, consecutive batches in a cycle).
+
+Writes OUTPUT_DIR/benchmark.md, benchmark.csv and (with a dev metric) benchmark.png.
+"""
+import argparse
+import csv
+import dataclasses
+import importlib.util
+import io
+import logging
+import os
+import sys
+import time
+from typing import Callable, List, Optional
+
+import matplotlib
+import numpy as np
+import onnx
+
+from bert import checkpoint, cli, glue, metrics, modeling, timing, tokenization
+from bert.errors import InputError, UsageError
+from bert.classifier import MIN_SEQ_LENGTH
+from deploy import flops, inference
+
+matplotlib.use("Agg")  # files only: no display on servers
+from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
+
+log = logging.getLogger("deploy")
+
+PROGRAM = "deploy.benchmark"
+ONNX_SUFFIX = ".onnx"
+FP32_ONNX = "model.onnx"
+INT8_ONNX = "model.int8.onnx"
+VOCAB_FILE = "vocab.txt"
+REFERENCE_DIR = "reference"
+ENGINE_TF = "tf"
+ENGINE_FP32 = "onnxruntime fp32"
+ENGINE_INT8 = "onnxruntime int8"
+# ONNX initializers that are weights: floats, and 8-bit integers (quantized weights).
+WEIGHT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+# A quantized weight's scale and zero point describe it; they are not parameters of the model.
+QUANTIZATION_SUFFIXES = ("_scale", "_zero_point")
+SYNTHETIC_SENTENCES = 256
+SYNTHETIC_MIN_WORDS = 4
+SYNTHETIC_SEED = 0
+LATENCY_PERCENTILES = (50, 90)
+MS_PER_SECOND = 1000.0
+BYTES_PER_MB = 1e6
+OUTPUT_FILES = ("benchmark.md", "benchmark.csv", "benchmark.png")
+COLUMNS = ("model", "engine", "params", "flops", "disk_mb", "dev_metric", "latency_p50_ms",
+           "latency_p90_ms", "throughput", "speedup", "flop_reduction",
+           "speedup_over_flop_reduction")
+HEADINGS = ("model", "engine", "params", "FLOPs/example", "disk MB", "dev {metric}",
+            "p50 ms (batch 1)", "p90 ms (batch 1)", "examples/s (batch {batch})", "speed-up",
+            "FLOP reduction", "speed-up ÷ FLOP reduction")
+
+
+@dataclasses.dataclass
+class Row:
+    """One model on one engine: what it is, how to run it, and what was measured."""
+    label: str
+    engine: str
+    open_runner: Callable  # threads -> a runner: (ids, mask, segments) -> logits
+    disk_bytes: int
+    bert_config: Optional[modeling.BertConfig]  # None: FLOPs unknown
+    vocab_file: Optional[str]
+    params: int = 0
+    num_labels: int = 0
+    flops: Optional[int] = None
+    dev_metric: Optional[float] = None
+    latency_ms: tuple = ()
+    throughput: float = 0.0
+
+
+# Models -----------------------------------------------------------------------------------------
+def checkpoint_bytes(prefix):
+    """Bytes of a checkpoint: its index and data shards."""
+    names = [prefix + ".index"] + [os.path.join(os.path.dirname(prefix), name)
+                                   for name in os.listdir(os.path.dirname(prefix) or ".")
+                                   if name.startswith(os.path.basename(prefix) + ".data-")]
+    return sum(os.path.getsize(name) for name in names)
+
+
+def folder_row(path):
+    """A model folder, run in TensorFlow; its parameters are its checkpoint's model weights
+    (optimizer slots and the global step left out)."""
+    model = inference.load_model_folder(path, flag="model")
+    weights = checkpoint.read_checkpoint(model.checkpoint_prefix)
+    return Row(path, ENGINE_TF, lambda threads: inference.TensorFlowRunner(model, threads),
+               checkpoint_bytes(model.checkpoint_prefix), model.bert_config, model.vocab_file,
+               params=modeling.count_parameters(value.shape for value in weights.values()),
+               num_labels=model.num_labels)
+
+
+def onnx_summary(onnx_file):
+    """(parameters, quantized?, outputs per example) of an ONNX model. Parameters are the
+    initializers of float or 8-bit integer type (quantized weights count as parameters too),
+    without the scales and zero points of quantization."""
+    graph = onnx.load(onnx_file, load_external_data=False).graph
+    weights = [tensor for tensor in graph.initializer if tensor.data_type in WEIGHT_TYPES
+               and not tensor.name.endswith(QUANTIZATION_SUFFIXES)]
+    count = modeling.count_parameters(list(tensor.dims) for tensor in weights)
+    logits = next(output for output in graph.output if output.name == inference.LOGITS)
+    num_labels = logits.type.tensor_type.shape.dim[-1].dim_value
+    return count, any(tensor.data_type in QUANTIZED_TYPES for tensor in weights), num_labels
+
+
+def onnx_row(onnx_file, bert_config):
+    """An .onnx file, run in onnxruntime; fp32 or int8 as its weights say."""
+    params, quantized, num_labels = onnx_summary(onnx_file)
+    vocab = os.path.join(os.path.dirname(onnx_file), VOCAB_FILE)
+    return Row(onnx_file, ENGINE_INT8 if quantized else ENGINE_FP32,
+               lambda threads: inference.OnnxRunner(onnx_file, threads),
+               os.path.getsize(onnx_file), bert_config,
+               vocab if os.path.isfile(vocab) else None, params=params, num_labels=num_labels)
+
+
+def export_config(folder):
+    """The BERT config an export folder was made from (for FLOPs), or None when unknown."""
+    return None
+
+
+def model_rows(path):
+    """The rows a MODEL argument stands for."""
+    cli.require(path and os.path.exists(path),
+                f"MODEL {path}: not found (expected a model folder, an export folder with "
+                f"{FP32_ONNX}, or an {ONNX_SUFFIX} file)")
+    if os.path.isfile(path):
+        cli.require(path.endswith(ONNX_SUFFIX), f"MODEL {path}: not an {ONNX_SUFFIX} file, "
+                                                "a model folder or an export folder")
+        return [onnx_row(path, export_config(os.path.dirname(path)))]
+    if os.path.isfile(os.path.join(path, FP32_ONNX)):
+        return export_rows(path)
+    return [folder_row(path)]
+
+
+def export_rows(folder, bert_config=None):
+    """An export folder's fp32 model and, when it has one, its INT8 model."""
+    config = bert_config or export_config(folder)
+    return [onnx_row(os.path.join(folder, name), config)
+            for name in (FP32_ONNX, INT8_ONNX) if os.path.isfile(os.path.join(folder, name))]
+
+
+# Inputs -----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Inputs:
+    """The sentences every row sees, encoded once: dev batches, single sentences, gold labels."""
+    batches: List[tuple]
+    singles: List[tuple]
+    labels: Optional[np.ndarray]  # None: synthetic sentences, no metric
+    description: str
+
+
+def dev_pairs(args):
+    """(pairs, labels) of the task's dev split (the first --max_eval_examples when set)."""
+    processor = glue.get_processor(args.task_name)
+    examples = processor.get_dev_examples(args.data_dir)
+    if args.max_eval_examples:
+        examples = examples[:args.max_eval_examples]
+    cli.require(examples, f"--data_dir={args.data_dir}: the {processor.name} dev split is empty")
+    pairs = [(example.text_a, example.text_b) for example in examples]
+    if processor.is_regression:
+        return pairs, np.array([float(example.label) for example in examples])
+    label_ids = {label: index for index, label in enumerate(processor.get_labels())}
+    return pairs, np.array([label_ids[example.label] for example in examples])
+
+
+def synthetic_pairs(tokenizer, vocab_file, max_seq_length):
+    """Random-length sentences of the vocabulary's whole words (see the module docstring)."""
+    tokens = tokenizer.convert_ids_to_tokens(range(tokenization.vocab_size(vocab_file)))
+    words = [token for token in tokens if token.isalpha()]
+    cli.require(words, f"{vocab_file}: no alphabetic tokens to build synthetic sentences from; "
+                       "give --task_name and --data_dir")
+    rng = np.random.RandomState(SYNTHETIC_SEED)
+    most = max(SYNTHETIC_MIN_WORDS, max_seq_length - 2)
+    lengths = rng.randint(SYNTHETIC_MIN_WORDS, most + 1, SYNTHETIC_SENTENCES)
+    return [(" ".join(rng.choice(words, length)), None) for length in lengths]
+
+
+def make_inputs(args, vocab_file, timed_calls):
+    """Batches of --batch_size (each padded to its longest) and single sentences, encoded with
+    the baseline's vocabulary; only as many singles as the latency runs use."""
+    tokenizer = tokenization.create_tokenizer(vocab_file, args.do_lower_case)
+    if args.task_name:
+        pairs, labels = dev_pairs(args)
+        description = f"{len(pairs)} {glue.get_processor(args.task_name).name} dev sentences"
+    else:
+        pairs, labels = synthetic_pairs(tokenizer, vocab_file, args.max_seq_length), None
+        description = (f"{len(pairs)} synthetic sentences ({SYNTHETIC_MIN_WORDS} to "
+                       f"{args.max_seq_length - 2} random vocabulary words, seed "
+                       f"{SYNTHETIC_SEED})")
+    batches = [inference.encode(tokenizer, pairs[start:start + args.batch_size],
+                                args.max_seq_length)
+               for start in range(0, len(pairs), args.batch_size)]
+    singles = [inference.encode(tokenizer, [pair], args.max_seq_length)
+               for pair in pairs[:timed_calls]]
+    return Inputs(batches, singles, labels, description)
+
+
+def same_vocab(first, other):
+    with open(first, "rb") as a, open(other, "rb") as b:
+        return a.read() == b.read()
+
+
+# Measurements -----------------------------------------------------------------------------------
+class CyclingRun:
+    """``run_once`` for bert.timing: the next input of a cycle, timed. Every row walks the same
+    cycle from its start, so all rows see the same inputs in the same order."""
+
+    def __init__(self, runner, inputs):
+        self.runner, self.inputs = runner, inputs
+        self.examples = []  # examples of each call, warm-up included
+
+    def run_once(self):
+        batch = self.inputs[len(self.examples) % len(self.inputs)]
+        self.examples.append(len(batch[0]))
+        start = time.perf_counter()
+        self.runner(*batch)
+        return time.perf_counter() - start
+
+
+def dev_metric(runner, inputs, task_name):
+    """The task's primary metric over every dev batch."""
+    processor = glue.get_processor(task_name)
+    logits = np.concatenate([runner(*batch) for batch in inputs.batches])
+    predictions = logits[:, 0] if processor.is_regression else np.argmax(logits, axis=-1)
+    return metrics.compute_task_metrics(task_name, predictions,
+                                        inputs.labels)[processor.primary_metric]
+
+
+def measure(rows, runners, inputs, args):
+    """Dev metric, then batch-1 latency, then batch throughput; each timing round-robin."""
+    if inputs.labels is not None:
+        for row, runner in zip(rows, runners):
+            row.dev_metric = dev_metric(runner, inputs, args.task_name)
+    singles = [CyclingRun(runner, inputs.singles) for runner in runners]
+    for row, seconds in zip(rows, timing.interleaved_samples(singles, args.iterations)):
+        row.latency_ms = tuple(np.percentile(seconds, LATENCY_PERCENTILES) * MS_PER_SECOND)
+    batches = [CyclingRun(runner, inputs.batches) for runner in runners]
+    for row, run, seconds in zip(rows, batches,
+                                 timing.interleaved_samples(batches, args.iterations)):
+        row.throughput = sum(run.examples[-args.iterations:]) / sum(seconds)
+
+
+# Table ------------------------------------------------------------------------------------------
+def records(rows):
+    """One dict per row, keyed by COLUMNS; None where a value is unknown."""
+    base = rows[0]
+    table = []
+    for row in rows:
+        speedup = row.throughput / base.throughput
+        reduction = base.flops / row.flops if base.flops and row.flops else None
+        table.append(dict(zip(COLUMNS, (
+            row.label, row.engine, row.params, row.flops, row.disk_bytes / BYTES_PER_MB,
+            row.dev_metric, *row.latency_ms, row.throughput, speedup, reduction,
+            speedup / reduction if reduction else None))))
+    return table
+
+
+def human(value):
+    """7.02 k, 22.35 G: FLOP counts span tiny test models to BERT-large."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.2f} {prefix}"
+    return f"{value:g}"
+
+
+CELL_FORMATS = dict(params="{:,}".format, flops=human, disk_mb="{:.2f}".format,
+                    dev_metric="{:.4f}".format, latency_p50_ms="{:.2f}".format,
+                    latency_p90_ms="{:.2f}".format, throughput="{:.1f}".format,
+                    speedup="{:.2f}".format, flop_reduction="{:.2f}".format,
+                    speedup_over_flop_reduction="{:.2f}".format)
+MISSING_CELL = "–"
+
+
+def markdown(table, args, inputs, metric_name, notes):
+    headings = [heading.format(metric=metric_name or "metric", batch=args.batch_size)
+                for heading in HEADINGS]
+    lines = ["# Deployment benchmark", "",
+             f"{args.threads} threads; {args.iterations} timed runs per row after "
+             f"{timing.WARMUP_RUNS} warm-up runs, interleaved round-robin across rows in one "
+             f"process; inputs: {inputs.description}, up to {args.max_seq_length} tokens, each "
+             "batch padded to its longest.",
+             f"FLOPs/example: 2 × multiply-adds of every matmul at {args.max_seq_length} tokens "
+             "(embeddings, LayerNorm, softmax and GELU are not matmuls and are not counted). "
+             "Speed-up: throughput ÷ the first row's; FLOP reduction: the first row's FLOPs ÷ "
+             "this row's.", *notes, "",
+             "| " + " | ".join(headings) + " |",
+             "|" + "---|" * len(headings)]
+    for record in table:
+        cells = [MISSING_CELL if record[column] is None
+                 else CELL_FORMATS.get(column, str)(record[column]) for column in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(table):
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in record.items()}
+                     for record in table)
+    return out.getvalue()
+
+
+def write_plot(path, table, metric_name):
+    """Dev metric against speed-up, one labelled point per row; written via a temp file."""
+    figure, axes = pyplot.subplots(figsize=(7, 5))
+    for record in table:
+        axes.scatter(record["speedup"], record["dev_metric"])
+        axes.annotate(f"{os.path.basename(os.path.normpath(record['model']))} "
+                      f"({record['engine']})", (record["speedup"], record["dev_metric"]),
+                      textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axes.set_xlabel("speed-up vs the first row (throughput ratio)")
+    axes.set_ylabel(f"dev {metric_name}")
+    axes.grid(True, alpha=0.3)
+    temp = f"{path}.tmp-{os.getpid()}"
+    try:
+        figure.savefig(temp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(temp, path)
+    finally:
+        pyplot.close(figure)
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+# Program ----------------------------------------------------------------------------------------
+def validate(args):
+    """Every flag that needs no file, before anything is loaded or written."""
+    cli.require(args.models, "give at least one MODEL")
+    cli.require_in_range(args.batch_size, "batch_size", 1)
+    cli.require_in_range(args.iterations, "iterations", 1)
+    cli.require_in_range(args.threads, "threads", 1)
+    cli.require_in_range(args.max_eval_examples, "max_eval_examples", 0)
+    cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH)
+    cli.require(bool(args.task_name) == bool(args.data_dir),
+                "--task_name and --data_dir go together (give both for a dev metric, or "
+                "neither for synthetic sentences)")
+    if args.task_name:
+        glue.canonical_task_name(args.task_name)
+        cli.require_dir(args.data_dir, "data_dir", "the task's folder with dev.tsv")
+    if args.reference_onnx:
+        for name in (FP32_ONNX, INT8_ONNX):
+            cli.require_file(os.path.join(args.reference_onnx, name), "reference_onnx",
+                             f"an export folder with {FP32_ONNX} and {INT8_ONNX}")
+    if args.output_dir:
+        cli.require_output_dir(args.output_dir, "output_dir")
+
+
+def with_references(rows, args, notes):
+    """The rows with the first model folder's ONNX fp32 and INT8 exports right after it."""
+    folder = next((index for index, row in enumerate(rows) if row.engine == ENGINE_TF), None)
+    if folder is None:
+        return rows
+    baseline = rows[folder]
+    if args.reference_onnx:
+        references = export_rows(args.reference_onnx, baseline.bert_config)
+    else:
+        notes.append(f"No ONNX reference rows for {baseline.label}: give --reference_onnx "
+                     "(its deploy.export folder).")
+        return rows
+    return rows[:folder + 1] + references + rows[folder + 1:]
+
+
+def check_rows(rows, args):
+    """Every row can read the baseline's encodings and answer the task."""
+    first_vocab = rows[0].vocab_file
+    cli.require(first_vocab, f"MODEL {rows[0].label}: no {VOCAB_FILE} beside it to tokenize "
+                             "with; give its export folder instead")
+    for row in rows:
+        cli.require(row.vocab_file is None or same_vocab(first_vocab, row.vocab_file),
+                    f"MODEL {row.label}: its vocabulary differs from the first MODEL's; "
+                    "rows must read the same token ids")
+        cli.require(row.bert_config is None
+                    or args.max_seq_length <= row.bert_config.max_position_embeddings,
+                    f"--max_seq_length={args.max_seq_length}: above {row.label}'s "
+                    f"max_position_embeddings {row.bert_config and row.bert_config.max_position_embeddings}")
+        if args.task_name:
+            processor = glue.get_processor(args.task_name)
+            wanted = 1 if processor.is_regression else len(processor.get_labels())
+            cli.require(row.num_labels == wanted,
+                        f"MODEL {row.label}: {row.num_labels} outputs, but {processor.name} "
+                        f"has {wanted}")
+
+
+def run(args):
+    validate(args)
+    notes = []
+    rows = [row for path in args.models for row in model_rows(path)]
+    rows = with_references(rows, args, notes)
+    check_rows(rows, args)
+    for row in rows:
+        if row.bert_config is not None:
+            row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
+                                                row.num_labels)
+    inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
+    runners = []
+    try:
+        for row in rows:
+            runners.append(row.open_runner(args.threads))
+        measure(rows, runners, inputs, args)
+    finally:
+        for runner in runners:
+            runner.close()
+    table = records(rows)
+    metric_name = glue.get_processor(args.task_name).primary_metric if args.task_name else None
+    text = markdown(table, args, inputs, metric_name, notes)
+    print(text, end="")
+    if args.output_dir:
+        write_outputs(args.output_dir, text, table, metric_name)
+
+
+def write_outputs(output_dir, text, table, metric_name):
+    os.makedirs(output_dir, exist_ok=True)
+    markdown_file, csv_file, plot_file = (os.path.join(output_dir, name) for name in OUTPUT_FILES)
+    modeling.write_text_atomic(markdown_file, text)
+    modeling.write_text_atomic(csv_file, csv_text(table))
+    if metric_name:
+        write_plot(plot_file, table, metric_name)
+    log.info("wrote %s", ", ".join(path for path in (markdown_file, csv_file, plot_file)
+                                    if os.path.exists(path)))
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="model folder, export folder or .onnx file; the first is the "
+                             "baseline")
+    parser.add_argument("--task_name", help="GLUE task of the dev metric (with --data_dir)")
+    parser.add_argument("--data_dir", help="the task's folder (dev.tsv)")
+    parser.add_argument("--max_eval_examples", type=int, default=0,
+                        help="use the first N dev examples (0: the whole dev split)")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=32, help="batch of the throughput")
+    parser.add_argument("--iterations", type=int, default=50, help="timed runs per row, each "
+                        "for latency and throughput")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="intra-op threads of every engine")
+    parser.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=True,
+                        help="lower-case before WordPiece, as uncased vocabularies need")
+    parser.add_argument("--output_dir", help="where benchmark.md/.csv/.png go (default: print "
+                                             "only)")
+    parser.add_argument("--reference_onnx", help="export folder of the first model folder "
+                                                 f"({FP32_ONNX}, {INT8_ONNX})")
+    args = parser.parse_args(argv)
+    cli.configure_logging()
+    return cli.run_main(lambda: run(args), PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Export a model folder for serving: a SavedModel that takes raw text, ONNX fp32 and ONNX INT8.
+
+    python -m deploy.export --model_dir models/compact --output_dir exported/compact \\
+        [--max_seq_length 128] [--do_lower_case true] [--task_name SST-2 --data_dir data/SST-2]
+
+Any model folder with a classifier head (dense, FLOP-compact, PoWER-BERT, both) is built from
+its config alone (``deploy.inference``). The output folder holds:
+
+* ``saved_model/``: TF1 SavedModel, signature ``serving_default``: ``text_a``, ``text_b``
+  (tf.string [batch]; an empty ``text_b`` means a single sentence) -> ``logits`` and
+  ``probabilities`` (``predictions`` for regression). Tokenization (Google's WordPiece rules,
+  as ``bert.tokenization``), truncation and padding to the batch's longest example happen in
+  the graph, with tensorflow_text ops: ``import tensorflow_text`` before loading it.
+* ``model.onnx``: the token-id graph (``input_ids``, ``input_mask``, ``segment_ids``: int32
+  [batch, seq], both dynamic) -> ``logits``; ``model.int8.onnx``: its weights quantized to
+  INT8 (ONNX Runtime dynamic quantization).
+* ``vocab.txt`` and ``export.json`` (inputs, labels, settings and, with --task_name and
+  --data_dir, the dev metric of every format and their largest logit difference).
+
+The folder is built under a temporary name and renamed when complete: a failed export leaves
+nothing, and an earlier export at that path is replaced only by a complete one.
+"""
+import json
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bert import cli, glue, metrics, modeling, tokenization
+from bert.classifier import MIN_SEQ_LENGTH
+from deploy import inference
+
+tf1 = tf.compat.v1
+log = logging.getLogger("deploy")
+
+PROGRAM = "deploy.export"
+SAVED_MODEL_DIR = "saved_model"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+VOCAB_FILE = "vocab.txt"
+EXPORT_FILE = "export.json"
+SERVING_TAG = tf1.saved_model.tag_constants.SERVING
+SIGNATURE = tf1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+TEXT_INPUTS = ("text_a", "text_b")
+PROBABILITIES = "probabilities"
+PREDICTIONS = "predictions"
+ONNX_OPSET = 13
+# Dynamic quantization with one scale per tensor: per-channel gives no accuracy gain on BERT's
+# kernels in ONNX Runtime's dynamic MatMul path and makes the file larger.
+INT8_PER_CHANNEL = False
+DEV_BATCH_SIZE = 32
+CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
+PAIR_SPECIAL_TOKENS = 3  # [CLS] a [SEP] b [SEP]
+SINGLE_SPECIAL_TOKENS = 2  # [CLS] a [SEP]
+UTF8_MAX_BYTES_PER_CHAR = 4
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+# Tokenization in the graph ----------------------------------------------------------------------
+def _char_ranges(ranges):
+    return "|".join(f"[\\x{{{low:X}}}-\\x{{{high:X}}}]" for low, high in ranges)
+
+
+# bert.tokenization's rules as RE2 patterns. Removed: NUL, U+FFFD and every Unicode "other"
+# (category C) char but tab, newline and return, which like category Zs separate words.
+_REMOVED_CHARS = r"[\x{0}\x{FFFD}]|[^\PC\t\n\r]"
+_WHITESPACE_CHARS = r"[\t\n\r\p{Zs}]"
+# Each punctuation char (ASCII symbols included) and each CJK ideograph is a word of its own.
+_SPLIT_OFF = "|".join([_char_ranges(tokenization.ASCII_PUNCTUATION_RANGES), r"\p{P}",
+                       _char_ranges(tokenization.CJK_IDEOGRAPH_RANGES)])
+
+
+def basic_tokenize(text, do_lower_case):
+    """[batch] strings -> ragged [batch, (words)], as ``tokenization.BasicTokenizer``.
+
+    tensorflow_text's own BertTokenizer differs on real text: it case-folds with NFKC ("µ"
+    becomes Greek "μ", "…" three periods, "ß" "ss"), turns NUL into a space instead of deleting
+    it and keeps U+FFFD and private-use chars, so its ids are not the ones the model learned.
+    """
+    text = tf.strings.regex_replace(text, _REMOVED_CHARS, "")
+    text = tf.strings.regex_replace(text, _WHITESPACE_CHARS, " ")
+    if do_lower_case:
+        text = tf.strings.lower(text, encoding="utf-8")
+        text = tf.strings.regex_replace(tf_text.normalize_utf8(text, "NFD"), r"\p{Mn}", "")
+    return tf_text.regex_split(text, rf"\s+|{_SPLIT_OFF}", _SPLIT_OFF)
+
+
+def vocab_table(vocab_file):
+    """Token -> id (its line number); -1 for anything else (WordPiece then tries shorter)."""
+    initializer = tf.lookup.TextFileInitializer(
+        vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+        tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+    return tf.lookup.StaticHashTable(initializer, default_value=-1)
+
+
+def wordpiece_ids(words, table):
+    """Ragged [batch, (words)] -> ragged [batch, (pieces)] int32 ids.
+
+    A word longer than ``tokenization.MAX_WORD_CHARS`` characters is one [UNK], as in
+    ``WordpieceTokenizer`` (tensorflow_text would count bytes, not characters).
+    """
+    too_long = tf.strings.length(words, unit="UTF8_CHAR") > tokenization.MAX_WORD_CHARS
+    words = tf.ragged.map_flat_values(
+        lambda flat: tf.where(too_long.flat_values, tokenization.UNKNOWN_TOKEN, flat), words)
+    wordpiece = tf_text.WordpieceTokenizer(
+        table, suffix_indicator=tokenization.CONTINUATION_PREFIX,
+        max_bytes_per_word=UTF8_MAX_BYTES_PER_CHAR * tokenization.MAX_WORD_CHARS,
+        token_out_type=tf.int64, unknown_token=tokenization.UNKNOWN_TOKEN)
+    return tf.cast(wordpiece.tokenize(words).merge_dims(1, 2), tf.int32)
+
+
+def truncation_lengths(length_a, length_b, budget):
+    """Closed form of ``classifier.truncate_pair`` (pops the longer side, ties pop b).
+
+    The longer side loses tokens until the pair fits or both are equally long; from then on
+    they alternate, b first, so a keeps ceil(budget / 2) and b floor(budget / 2).
+    """
+    fits = length_a + length_b <= budget
+    excess = length_a + length_b - budget
+    only_a = (length_a >= length_b) & (length_a - length_b >= excess)
+    only_b = (length_b > length_a) & (length_b - length_a >= excess)
+    kept_a = tf.where(fits | only_b, length_a,
+                      tf.where(only_a, budget - length_b, (budget + 1) // 2))
+    kept_b = tf.where(fits | only_a, length_b,
+                      tf.where(only_b, budget - length_a, budget // 2))
+    return kept_a, kept_b
+
+
+def _keep_first(ragged, lengths):
+    positions = tf.ragged.range(ragged.row_lengths())
+    return tf.ragged.boolean_mask(ragged, positions < tf.cast(lengths, positions.dtype)[:, None])
+
+
+def encode_text(text_a, text_b, table, do_lower_case, max_seq_length):
+    """(input_ids, input_mask, segment_ids) int32 [batch, longest] of raw text, exactly as
+    ``classifier.convert_example``: a text_b without tokens makes a single-sentence input."""
+    ids_a, ids_b = (wordpiece_ids(basic_tokenize(text, do_lower_case), table)
+                    for text in (text_a, text_b))
+    length_a, length_b = ids_a.row_lengths(), ids_b.row_lengths()
+    is_pair = length_b > 0
+    budget = tf.where(is_pair, np.int64(max_seq_length - PAIR_SPECIAL_TOKENS),
+                      np.int64(max_seq_length - SINGLE_SPECIAL_TOKENS))
+    kept_a, kept_b = truncation_lengths(length_a, length_b, budget)
+    ids_a, ids_b = _keep_first(ids_a, kept_a), _keep_first(ids_b, kept_b)
+    batch = tf.shape(text_a, out_type=tf.int64)[0]
+    cls_id, sep_id = (tf.cast(table.lookup(tf.constant(token)), tf.int32)
+                      for token in (CLS_TOKEN, SEP_TOKEN))
+    cls = tf.RaggedTensor.from_row_lengths(tf.fill([batch], cls_id), tf.ones([batch], tf.int64))
+    sep = tf.RaggedTensor.from_row_lengths(tf.fill([batch], sep_id), tf.ones([batch], tf.int64))
+    pair_sep = _keep_first(sep, tf.cast(is_pair, tf.int64))
+    parts = [cls, ids_a, sep, ids_b, pair_sep]
+    segments = [0, 0, 0, 1, 1]
+    input_ids = tf.concat(parts, axis=1)
+    segment_ids = tf.concat([tf.ones_like(part) * segment for part, segment
+                             in zip(parts, segments)], axis=1)
+    return (input_ids.to_tensor(), tf.ones_like(input_ids).to_tensor(),
+            segment_ids.to_tensor())
+
+
+def serving_outputs(logits, num_labels):
+    """``logits`` plus ``probabilities`` (softmax), or ``predictions`` for regression."""
+    if num_labels == 1:
+        return {inference.LOGITS: logits, PREDICTIONS: logits[:, 0]}
+    return {inference.LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits)}
+
+
+# The three formats -------------------------------------------------------------------------------
+def write_saved_model(model, path, vocab_file, do_lower_case, max_seq_length):
+    """TF1 SavedModel whose ``serving_default`` takes raw text; the vocab travels as an asset."""
+    with tf.Graph().as_default() as graph:
+        texts = {name: tf1.placeholder(tf.string, [None], name) for name in TEXT_INPUTS}
+        table = vocab_table(vocab_file)
+        features = encode_text(texts["text_a"], texts["text_b"], table, do_lower_case,
+                               max_seq_length)
+        outputs = serving_outputs(inference.build_logits(model, *features), model.num_labels)
+        signature = tf1.saved_model.signature_def_utils.predict_signature_def(texts, outputs)
+        with tf1.Session(graph=graph) as session:
+            tf1.train.Saver().restore(session, model.checkpoint_prefix)
+            builder = tf1.saved_model.Builder(path)
+            builder.add_meta_graph_and_variables(
+                session, [SERVING_TAG], signature_def_map={SIGNATURE: signature},
+                assets_collection=tf1.get_collection(tf1.GraphKeys.ASSET_FILEPATHS),
+                main_op=tf1.tables_initializer())
+            builder.save()
+
+
+def write_onnx(runner, path):
+    """The runner's token-id graph, variables frozen to constants, converted by tf2onnx."""
+    import tf2onnx  # slow to import; only export needs it
+
+    frozen = tf1.graph_util.convert_variables_to_constants(
+        runner.session, runner.graph.as_graph_def(), [inference.LOGITS])
+    names = inference.INPUT_NAMES + (inference.LOGITS,)
+    tf2onnx.convert.from_graph_def(
+        frozen, input_names=[f"{name}:0" for name in inference.INPUT_NAMES],
+        output_names=[f"{inference.LOGITS}:0"], opset=ONNX_OPSET,
+        tensors_to_rename={f"{name}:0": name for name in names}, output_path=path)
+
+
+def write_int8(onnx_path, path):
+    from onnxruntime import quantization
+
+    quantization.quantize_dynamic(onnx_path, path, per_channel=INT8_PER_CHANNEL,
+                                  weight_type=quantization.QuantType.QInt8)
+
+
+class SavedModelRunner:
+    """Logits of the exported SavedModel on raw text, loaded back into a TF1 session."""
+
+    def __init__(self, path):
+        self.graph = tf.Graph()
+        self.session = tf1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta_graph = tf1.saved_model.loader.load(self.session, [SERVING_TAG], path)
+        signature = meta_graph.signature_def[SIGNATURE]
+        self.inputs = [signature.inputs[name].name for name in TEXT_INPUTS]
+        self.logits = signature.outputs[inference.LOGITS].name
+
+    def __call__(self, text_a, text_b):
+        return self.session.run(self.logits, dict(zip(self.inputs, (text_a, text_b))))
+
+    def close(self):
+        self.session.close()
+
+
+# Checks -------------------------------------------------------------------------------------------
+# Compared formats when no dev set is given: a pair, single sentences and a long one.
+SAMPLE_PAIRS = [("The cat sat on the mat.", "A dog sat on it."), ("It was a good movie.", None),
+                ("Not very fun, and the plot is dull!", None),
+                (" ".join(["the film is great and the plot is not bad ."] * 20), "who sat ?")]
+
+
+def compare_formats(model, runner, folder, pairs, max_seq_length, do_lower_case):
+    """Logits of the checkpoint, ONNX fp32, ONNX INT8 and the SavedModel on ``pairs``, in
+    batches padded to their longest (the checkpoint and ONNX get ids from our tokenizer)."""
+    tokenizer = model.tokenizer(do_lower_case)
+    onnx_runners = {name: inference.OnnxRunner(os.path.join(folder, file))
+                    for name, file in (("onnx", ONNX_FILE), ("onnx_int8", INT8_FILE))}
+    saved_model = SavedModelRunner(os.path.join(folder, SAVED_MODEL_DIR))
+    logits = {name: [] for name in ("checkpoint", "onnx", "onnx_int8", "saved_model")}
+    try:
+        for start in range(0, len(pairs), DEV_BATCH_SIZE):
+            batch = pairs[start:start + DEV_BATCH_SIZE]
+            features = inference.encode(tokenizer, batch, max_seq_length)
+            logits["checkpoint"].append(runner(*features))
+            for name, onnx_runner in onnx_runners.items():
+                logits[name].append(onnx_runner(*features))
+            logits["saved_model"].append(saved_model([text_a for text_a, _ in batch],
+                                                     [text_b or "" for _, text_b in batch]))
+    finally:
+        saved_model.close()
+    return {name: np.concatenate(values) for name, values in logits.items()}
+
+
+def dev_metrics(task_name, examples, logits, labels):
+    """The task's primary dev metric of each format's logits."""
+    if labels is None:
+        gold = np.array([float(example.label) for example in examples])
+    else:
+        label_ids = {label: index for index, label in enumerate(labels)}
+        gold = np.array([label_ids[example.label] for example in examples])
+    metric = glue.METRIC_FOR_TASK[glue.canonical_task_name(task_name)]
+    values = {}
+    for name, format_logits in logits.items():
+        predicted = format_logits[:, 0] if labels is None else np.argmax(format_logits, -1)
+        values[name] = metrics.compute_task_metrics(task_name, predicted, gold)[metric]
+    return metric, values

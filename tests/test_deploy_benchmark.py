@@ -1,0 +1,107 @@
+"""The deployment benchmark: FLOPs counted by hand, the table of tiny models, bad input."""
+import csv
+import importlib.util
+
+import pytest
+
+from deploy import benchmark, flops
+from power_bert.token_selectors import RETENTION_CONFIG_KEY
+from tiny_bert import tiny_config, write_sst2_task, write_tiny_model
+
+SEQ = 16
+EXPORT_MODULE = "deploy.export"
+
+
+def test_flops_by_hand_with_low_rank_rank_zero_per_layer_heads_and_retention():
+    config = tiny_config(
+        layers=[{}, {"num_attention_heads": 1, "attention_head_size": 4, "intermediate_size": 6}],
+        kernel_ranks={"layer_0/attention/self/query": 2, "layer_1/intermediate/dense": 0},
+        **{RETENTION_CONFIG_KEY: [4, 2]})
+    # hidden 8; 6 tokens in; 3 labels. Multiply-adds (MACs):
+    # layer 0: heads 2 × size 4 = width 8; 6 tokens in, min(4, 6) = 4 kept after attention
+    #   query rank 2: 6 × 2·(8+8) = 192; key, value dense: 2 × 6 × 8·8 = 768
+    #   scores and context: 2 × (2 heads × 6 × 6 × 4) = 576; attention output: 6 × 8·8 = 384
+    #   intermediate: 4 × 8·12 = 384; output: 4 × 12·8 = 384            -> layer 0: 2688
+    # layer 1: heads 1 × size 4 = width 4; 4 tokens in, min(2, 4) = 2 kept
+    #   q, k, v: 3 × 4 × 8·4 = 384; scores and context: 2 × (1 × 4 × 4 × 4) = 128
+    #   attention output: 4 × 4·8 = 128; intermediate rank 0: 0; output: 2 × 6·8 = 96
+    #                                                                    -> layer 1: 736
+    # pooler: 1 token × 8·8 = 64; classifier: 8 × 3 = 24
+    # total 2688 + 736 + 64 + 24 = 3512 MACs = 7024 FLOPs
+    assert flops.flops_per_example(config, seq_length=6, num_labels=3) == 7024
+
+
+def test_flops_of_a_dense_model_and_a_retention_that_keeps_everything_agree():
+    dense = tiny_config()
+    keeps_all = tiny_config(**{RETENTION_CONFIG_KEY: [SEQ, SEQ]})
+    # per layer: 4 kernels 8·8 and 2 of 8·12 per token, scores + context 2 × 2 × 16 × 16 × 4
+    per_layer = SEQ * (4 * 64 + 2 * 96) + 2 * 2 * SEQ * SEQ * 4
+    expected = 2 * (2 * per_layer + 64 + 8 * 2)
+    assert flops.flops_per_example(dense, SEQ, 2) == expected
+    assert flops.flops_per_example(keeps_all, SEQ, 2) == expected
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A dense tiny model, its PoWER variant (same weights) and a tiny SST-2 task."""
+    root = tmp_path_factory.mktemp("benchmark")
+    _, values = write_tiny_model(root / "dense")
+    write_tiny_model(root / "power", tiny_config(**{RETENTION_CONFIG_KEY: [6, 3]}), values)
+    write_sst2_task(root / "SST-2", rows=20)
+    return root
+
+
+def read_rows(folder):
+    with open(folder / "benchmark.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_model_folders_on_a_tiny_task(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = benchmark.main([str(world / "dense"), str(world / "power"), "--task_name", "SST-2",
+                             "--data_dir", str(world / "SST-2"), "--max_seq_length", str(SEQ),
+                             "--batch_size", "4", "--iterations", "3", "--threads", "1",
+                             "--output_dir", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| model | engine |" in printed and "1 threads; 3 timed runs" in printed
+    assert "not matmuls" in printed
+    for name in benchmark.OUTPUT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    rows = [row for row in read_rows(out) if row["engine"] == benchmark.ENGINE_TF]
+    assert [row["model"] for row in rows] == [str(world / "dense"), str(world / "power")]
+    assert list(rows[0]) == list(benchmark.COLUMNS)
+    assert float(rows[0]["speedup"]) == 1.0 and float(rows[0]["flop_reduction"]) == 1.0
+    assert float(rows[1]["flop_reduction"]) > 1.0  # PoWER keeps 6 then 3 of 16 tokens
+    for row in rows:
+        assert 0.0 <= float(row["dev_metric"]) <= 1.0
+        assert 0 < float(row["latency_p50_ms"]) <= float(row["latency_p90_ms"])
+        assert float(row["throughput"]) > 0 and int(row["params"]) > 0
+        assert float(row["disk_mb"]) > 0
+    assert rows[0]["params"] == rows[1]["params"]  # same weights, fewer tokens
+
+
+def test_synthetic_sentences_without_a_task(world, tmp_path, capsys):
+    status = benchmark.main([str(world / "dense"), "--max_seq_length", str(SEQ),
+                             "--batch_size", "2", "--iterations", "2", "--threads", "1",
+                             "--output_dir", str(tmp_path / "out")])
+    assert status == 0
+    assert "synthetic sentences" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "benchmark.png").exists()  # no metric, no plot
+    assert read_rows(tmp_path / "out")[0]["dev_metric"] == ""
+
+
+@pytest.mark.parametrize("arguments, flag", [
+    (["{world}/missing"], "MODEL"),
+    (["{world}/dense", "--batch_size", "0"], "--batch_size"),
+    (["{world}/dense", "--task_name", "SST-2"], "--task_name"),
+    (["{world}/dense", "--reference_onnx", "{world}"], "--reference_onnx"),
+])
+def test_bad_input_is_one_line_naming_the_flag(world, tmp_path, capsys, arguments, flag):
+    out = tmp_path / "out"
+    status = benchmark.main([argument.format(world=world) for argument in arguments]
+                            + ["--output_dir", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert lines[-1].startswith("deploy.benchmark: error: ") and flag in lines[-1]
+    assert not out.exists()
