@@ -13,7 +13,7 @@ import signal
 import sys
 
 import tensorflow as tf
-from absl import flags
+from absl import app, flags
 
 from bert.errors import InputError, Interrupted, UsageError
 
@@ -79,6 +79,12 @@ def absl_main(program, body):
             raise SystemExit(fail(program, f"unexpected arguments: {' '.join(argv[1:])}"))
         raise SystemExit(run_main(body, program))
     return main
+
+
+def run_absl(program, define_flags, body):
+    """A whole absl command line: define its flags, parse them, run ``body``, exit."""
+    define_flags()
+    app.run(absl_main(program, body), flags_parser=absl_flags_parser(program))
 
 
 def absl_flags_parser(program):

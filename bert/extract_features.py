@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from bert import checkpoint, classifier, cli, modeling, tokenization
@@ -278,12 +278,11 @@ def run():
                    FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.output_file)
 
 
-main = cli.absl_main(PROGRAM, run)
+main = cli.absl_main(PROGRAM, run)  # what app.run calls (tests call it directly)
 
 
 def console_main():
-    define_flags()
-    app.run(main, flags_parser=cli.absl_flags_parser(PROGRAM))
+    cli.run_absl(PROGRAM, define_flags, run)
 
 
 if __name__ == "__main__":

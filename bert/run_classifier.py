@@ -11,7 +11,7 @@ PoWER-BERT retention configuration) is run with that method.
 """
 import dataclasses
 
-from absl import app, flags
+from absl import flags
 
 from bert import cli, glue
 from bert.classifier import Classifier, ClassifierSettings
@@ -61,12 +61,11 @@ def settings_from_flags(**overrides):
     return ClassifierSettings(**values)
 
 
-main = cli.absl_main(PROGRAM, lambda: Classifier(settings_from_flags()).run())
+main = cli.absl_main(PROGRAM, lambda: Classifier(settings_from_flags()).run())  # what app.run calls (tests call it directly)
 
 
 def console_main():
-    define_flags()
-    app.run(main, flags_parser=cli.absl_flags_parser(PROGRAM))
+    cli.run_absl(PROGRAM, define_flags, lambda: Classifier(settings_from_flags()).run())
 
 
 if __name__ == "__main__":

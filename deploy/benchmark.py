@@ -23,8 +23,8 @@ Writes OUTPUT_DIR/benchmark.md, benchmark.csv and (with a dev metric) benchmark.
 import argparse
 import csv
 import dataclasses
-import importlib.util
 import io
+import json
 import logging
 import os
 import sys
@@ -60,6 +60,8 @@ WEIGHT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorPro
 QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 # A quantized weight's scale and zero point describe it; they are not parameters of the model.
 QUANTIZATION_SUFFIXES = ("_scale", "_zero_point")
+EXPORT_INFO = "export.json"
+EXPORT_SOURCE = "source_model_dir"  # export.json's key naming the exported model folder
 SYNTHETIC_SENTENCES = 256
 SYNTHETIC_MIN_WORDS = 4
 SYNTHETIC_SEED = 0
@@ -90,6 +92,7 @@ class Row:
     dev_metric: Optional[float] = None
     latency_ms: tuple = ()
     throughput: float = 0.0
+    source: Optional[str] = None  # real path of the model folder it is (or was exported from)
 
 
 # Models -----------------------------------------------------------------------------------------
@@ -109,35 +112,51 @@ def folder_row(path):
     return Row(path, ENGINE_TF, lambda threads: inference.TensorFlowRunner(model, threads),
                checkpoint_bytes(model.checkpoint_prefix), model.bert_config, model.vocab_file,
                params=modeling.count_parameters(value.shape for value in weights.values()),
-               num_labels=model.num_labels)
+               num_labels=model.num_labels, source=os.path.realpath(path))
 
 
 def onnx_summary(onnx_file):
     """(parameters, quantized?, outputs per example) of an ONNX model. Parameters are the
     initializers of float or 8-bit integer type (quantized weights count as parameters too),
-    without the scales and zero points of quantization."""
+    without the scales and zero points of quantization and without scalar constants (1/√d,
+    GELU's ½): what the checkpoint of the same model holds."""
     graph = onnx.load(onnx_file, load_external_data=False).graph
     weights = [tensor for tensor in graph.initializer if tensor.data_type in WEIGHT_TYPES
-               and not tensor.name.endswith(QUANTIZATION_SUFFIXES)]
+               and tensor.dims and not tensor.name.endswith(QUANTIZATION_SUFFIXES)]
     count = modeling.count_parameters(list(tensor.dims) for tensor in weights)
     logits = next(output for output in graph.output if output.name == inference.LOGITS)
     num_labels = logits.type.tensor_type.shape.dim[-1].dim_value
     return count, any(tensor.data_type in QUANTIZED_TYPES for tensor in weights), num_labels
 
 
-def onnx_row(onnx_file, bert_config):
-    """An .onnx file, run in onnxruntime; fp32 or int8 as its weights say."""
+def onnx_row(onnx_file, bert_config=None):
+    """An .onnx file, run in onnxruntime; fp32 or int8 as its weights say. Its folder's
+    export.json names the model folder it came from, whose config gives its FLOPs."""
+    folder = os.path.dirname(onnx_file)
     params, quantized, num_labels = onnx_summary(onnx_file)
-    vocab = os.path.join(os.path.dirname(onnx_file), VOCAB_FILE)
+    source = export_source(folder)
+    config_file = source and os.path.join(source, inference.CONFIG_FILE)
+    if bert_config is None and config_file and os.path.isfile(config_file):
+        bert_config = modeling.BertConfig.from_json_file(config_file)
+    vocab = os.path.join(folder, VOCAB_FILE)
     return Row(onnx_file, ENGINE_INT8 if quantized else ENGINE_FP32,
                lambda threads: inference.OnnxRunner(onnx_file, threads),
                os.path.getsize(onnx_file), bert_config,
-               vocab if os.path.isfile(vocab) else None, params=params, num_labels=num_labels)
+               vocab if os.path.isfile(vocab) else None, params=params, num_labels=num_labels,
+               source=source)
 
 
-def export_config(folder):
-    """The BERT config an export folder was made from (for FLOPs), or None when unknown."""
-    return None
+def export_source(folder):
+    """The real path of the model folder an export folder was made from, or None."""
+    path = os.path.join(folder, EXPORT_INFO)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            source = json.load(handle).get(EXPORT_SOURCE)
+        except (json.JSONDecodeError, AttributeError):
+            raise InputError(f"{path}: not deploy.export's export.json") from None
+    return source and os.path.realpath(source)
 
 
 def model_rows(path):
@@ -148,7 +167,7 @@ def model_rows(path):
     if os.path.isfile(path):
         cli.require(path.endswith(ONNX_SUFFIX), f"MODEL {path}: not an {ONNX_SUFFIX} file, "
                                                 "a model folder or an export folder")
-        return [onnx_row(path, export_config(os.path.dirname(path)))]
+        return [onnx_row(path)]
     if os.path.isfile(os.path.join(path, FP32_ONNX)):
         return export_rows(path)
     return [folder_row(path)]
@@ -156,8 +175,7 @@ def model_rows(path):
 
 def export_rows(folder, bert_config=None):
     """An export folder's fp32 model and, when it has one, its INT8 model."""
-    config = bert_config or export_config(folder)
-    return [onnx_row(os.path.join(folder, name), config)
+    return [onnx_row(os.path.join(folder, name), bert_config)
             for name in (FP32_ONNX, INT8_ONNX) if os.path.isfile(os.path.join(folder, name))]
 
 
@@ -297,7 +315,7 @@ def markdown(table, args, inputs, metric_name, notes):
     headings = [heading.format(metric=metric_name or "metric", batch=args.batch_size)
                 for heading in HEADINGS]
     lines = ["# Deployment benchmark", "",
-             f"{args.threads} threads; {args.iterations} timed runs per row after "
+             f"threads: {args.threads}; {args.iterations} timed runs per row after "
              f"{timing.WARMUP_RUNS} warm-up runs, interleaved round-robin across rows in one "
              f"process; inputs: {inputs.description}, up to {args.max_seq_length} tokens, each "
              "batch padded to its longest.",
@@ -323,13 +341,21 @@ def csv_text(table):
     return out.getvalue()
 
 
+def short_label(path):
+    """'compact' for a folder, 'export/model.onnx' for a file: enough to tell points apart."""
+    path = os.path.normpath(path)
+    if path.endswith(ONNX_SUFFIX):
+        return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+    return os.path.basename(path)
+
+
 def write_plot(path, table, metric_name):
     """Dev metric against speed-up, one labelled point per row; written via a temp file."""
     figure, axes = pyplot.subplots(figsize=(7, 5))
     for record in table:
         axes.scatter(record["speedup"], record["dev_metric"])
-        axes.annotate(f"{os.path.basename(os.path.normpath(record['model']))} "
-                      f"({record['engine']})", (record["speedup"], record["dev_metric"]),
+        axes.annotate(f"{short_label(record['model'])} ({record['engine']})",
+                      (record["speedup"], record["dev_metric"]),
                       textcoords="offset points", xytext=(4, 4), fontsize=8)
     axes.set_xlabel("speed-up vs the first row (throughput ratio)")
     axes.set_ylabel(f"dev {metric_name}")
@@ -362,31 +388,52 @@ def validate(args):
     if args.reference_onnx:
         for name in (FP32_ONNX, INT8_ONNX):
             cli.require_file(os.path.join(args.reference_onnx, name), "reference_onnx",
-                             f"an export folder with {FP32_ONNX} and {INT8_ONNX}")
+                             f"the first model folder's export folder with {FP32_ONNX} and "
+                             f"{INT8_ONNX}")
     if args.output_dir:
         cli.require_output_dir(args.output_dir, "output_dir")
 
 
 def with_references(rows, args, notes):
-    """The rows with the first model folder's ONNX fp32 and INT8 exports right after it."""
+    """The rows with the first model folder's ONNX fp32 and INT8 exports right after it: from
+    --reference_onnx, or exported now into OUTPUT_DIR/reference unless a MODEL is its export."""
     folder = next((index for index, row in enumerate(rows) if row.engine == ENGINE_TF), None)
     if folder is None:
         return rows
     baseline = rows[folder]
     if args.reference_onnx:
         references = export_rows(args.reference_onnx, baseline.bert_config)
+    elif any(row.source == baseline.source for row in rows if row.engine != ENGINE_TF):
+        return rows
+    elif args.output_dir:
+        references = export_reference(baseline, args, notes)
     else:
         notes.append(f"No ONNX reference rows for {baseline.label}: give --reference_onnx "
-                     "(its deploy.export folder).")
+                     "(its deploy.export folder), its export folder as a MODEL, or "
+                     "--output_dir to export it there.")
         return rows
+    check_rows(references, args, rows[0].vocab_file)
     return rows[:folder + 1] + references + rows[folder + 1:]
 
 
-def check_rows(rows, args):
+def export_reference(baseline, args, notes):
+    """The baseline's ONNX fp32 and INT8 rows, exported by deploy.export's own command."""
+    from deploy import export  # loads tensorflow_text and tf2onnx: only when needed
+
+    reference_dir = os.path.join(args.output_dir, REFERENCE_DIR)
+    status = export.main(["--model_dir", baseline.label, "--output_dir", reference_dir,
+                          "--max_seq_length", str(args.max_seq_length),
+                          "--do_lower_case", str(args.do_lower_case).lower()])
+    if status != cli.EXIT_OK:
+        raise InputError(f"exporting {baseline.label} into {reference_dir} failed (status "
+                         f"{status}, see above); give --reference_onnx instead")
+    notes.append(f"ONNX reference rows: {baseline.label} exported by deploy.export into "
+                 f"{reference_dir}.")
+    return export_rows(reference_dir, baseline.bert_config)
+
+
+def check_rows(rows, args, first_vocab):
     """Every row can read the baseline's encodings and answer the task."""
-    first_vocab = rows[0].vocab_file
-    cli.require(first_vocab, f"MODEL {rows[0].label}: no {VOCAB_FILE} beside it to tokenize "
-                             "with; give its export folder instead")
     for row in rows:
         cli.require(row.vocab_file is None or same_vocab(first_vocab, row.vocab_file),
                     f"MODEL {row.label}: its vocabulary differs from the first MODEL's; "
@@ -407,8 +454,10 @@ def run(args):
     validate(args)
     notes = []
     rows = [row for path in args.models for row in model_rows(path)]
+    cli.require(rows[0].vocab_file, f"MODEL {rows[0].label}: no {VOCAB_FILE} beside it to "
+                                    "tokenize with; give its export folder instead")
+    check_rows(rows, args, rows[0].vocab_file)
     rows = with_references(rows, args, notes)
-    check_rows(rows, args)
     for row in rows:
         if row.bert_config is not None:
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,

@@ -20,6 +20,7 @@ its config alone (``deploy.inference``). The output folder holds:
 The folder is built under a temporary name and renamed when complete: a failed export leaves
 nothing, and an earlier export at that path is replaced only by a complete one.
 """
+import contextlib
 import json
 import logging
 import os
@@ -29,9 +30,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
+import tf2onnx
+from onnxruntime import quantization
 
 from bert import cli, glue, metrics, modeling, tokenization
 from bert.classifier import MIN_SEQ_LENGTH
+from bert.errors import UsageError
 from deploy import inference
 
 tf1 = tf.compat.v1
@@ -49,6 +53,7 @@ TEXT_INPUTS = ("text_a", "text_b")
 PROBABILITIES = "probabilities"
 PREDICTIONS = "predictions"
 ONNX_OPSET = 13
+TF2ONNX_LOGGER = "tf2onnx"
 # Dynamic quantization with one scale per tensor: per-channel gives no accuracy gain on BERT's
 # kernels in ONNX Runtime's dynamic MatMul path and makes the file larger.
 INT8_PER_CHANNEL = False
@@ -178,20 +183,35 @@ def write_saved_model(model, path, vocab_file, do_lower_case, max_seq_length):
                                max_seq_length)
         outputs = serving_outputs(inference.build_logits(model, *features), model.num_labels)
         signature = tf1.saved_model.signature_def_utils.predict_signature_def(texts, outputs)
+        main_op = tf1.tables_initializer()  # the graph must be complete before a session runs
+        saver = tf1.train.Saver()
         with tf1.Session(graph=graph) as session:
-            tf1.train.Saver().restore(session, model.checkpoint_prefix)
+            saver.restore(session, model.checkpoint_prefix)
             builder = tf1.saved_model.Builder(path)
             builder.add_meta_graph_and_variables(
                 session, [SERVING_TAG], signature_def_map={SIGNATURE: signature},
                 assets_collection=tf1.get_collection(tf1.GraphKeys.ASSET_FILEPATHS),
-                main_op=tf1.tables_initializer())
+                main_op=main_op)
             builder.save()
+
+
+@contextlib.contextmanager
+def quiet_converters():
+    """tf2onnx and ONNX Runtime's quantizer log every node at INFO (the latter on the root
+    logger): keep the export's own log readable."""
+    loggers = [logging.getLogger(), logging.getLogger(TF2ONNX_LOGGER)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def write_onnx(runner, path):
     """The runner's token-id graph, variables frozen to constants, converted by tf2onnx."""
-    import tf2onnx  # slow to import; only export needs it
-
     frozen = tf1.graph_util.convert_variables_to_constants(
         runner.session, runner.graph.as_graph_def(), [inference.LOGITS])
     names = inference.INPUT_NAMES + (inference.LOGITS,)
@@ -202,8 +222,6 @@ def write_onnx(runner, path):
 
 
 def write_int8(onnx_path, path):
-    from onnxruntime import quantization
-
     quantization.quantize_dynamic(onnx_path, path, per_channel=INT8_PER_CHANNEL,
                                   weight_type=quantization.QuantType.QInt8)
 
@@ -269,3 +287,172 @@ def dev_metrics(task_name, examples, logits, labels):
         predicted = format_logits[:, 0] if labels is None else np.argmax(format_logits, -1)
         values[name] = metrics.compute_task_metrics(task_name, predicted, gold)[metric]
     return metric, values
+
+
+# The command ----------------------------------------------------------------------------------------
+def parse_bool(text):
+    value = text.strip().lower()
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(text)  # argparse reports it as an invalid value of the flag
+    return value in TRUE_WORDS
+
+
+def validate(args):
+    """Every check on the flags, before anything is written; returns the model folder."""
+    cli.require_output_dir(args.output_dir, "output_dir")
+    model = inference.load_model_folder(args.model_dir)
+    cli.require(model.vocab_file.endswith(VOCAB_FILE),
+                f"--model_dir={args.model_dir}: the exported tokenizer needs a WordPiece "
+                f"{VOCAB_FILE}, found {os.path.basename(model.vocab_file)}")
+    tokenization.check_vocab_matches_config(model.vocab_file, model.bert_config.vocab_size,
+                                            "model_dir")
+    cli.require(os.path.realpath(args.output_dir) != os.path.realpath(args.model_dir),
+                f"--output_dir={args.output_dir} is the model folder itself; choose another")
+    cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH,
+                         model.bert_config.max_position_embeddings)
+    try:
+        tokenization.validate_case_matches_checkpoint(args.do_lower_case, args.model_dir)
+    except ValueError as error:
+        raise UsageError(f"--do_lower_case: {error}") from None
+    cli.require((args.task_name is None) == (args.data_dir is None),
+                "--task_name and --data_dir go together (the dev metric needs both)")
+    if args.task_name is not None:
+        task_labels = glue.get_processor(args.task_name).get_labels()
+        task_num_labels = 1 if task_labels is None else len(task_labels)
+        cli.require(task_num_labels == model.num_labels,
+                    f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
+                    f"head has {model.num_labels}")
+        cli.require_dir(args.data_dir, "data_dir", f"the {args.task_name} data")
+    return model
+
+
+def describe(model, args, labels):
+    """export.json's description of the files (the comparisons are added to it)."""
+    token_input = "int32 [batch, seq] (both dynamic; pad to the batch's longest)"
+    logits = f"float32 [batch, {model.num_labels}]"
+    text_outputs = {inference.LOGITS: logits}
+    if model.num_labels == 1:
+        text_outputs[PREDICTIONS] = "float32 [batch] (logits[:, 0])"
+    else:
+        text_outputs[PROBABILITIES] = f"float32 [batch, {model.num_labels}] (softmax)"
+    onnx_file = {"inputs": {name: token_input for name in inference.INPUT_NAMES},
+                 "outputs": {inference.LOGITS: logits}, "opset": ONNX_OPSET}
+    return {
+        "source_model_dir": os.path.abspath(args.model_dir),
+        "checkpoint": os.path.abspath(model.checkpoint_prefix),
+        "methods": [method.name for method in model.method_list],
+        "num_labels": model.num_labels, "labels": labels,
+        "max_seq_length": args.max_seq_length, "do_lower_case": args.do_lower_case,
+        "task_name": args.task_name,
+        "files": {
+            SAVED_MODEL_DIR: {
+                "tag": SERVING_TAG, "signature": SIGNATURE,
+                "inputs": {"text_a": "string [batch]",
+                           "text_b": "string [batch] (empty: single sentence)"},
+                "outputs": text_outputs,
+                "load": "import tensorflow_text (registers the tokenizer's ops), then "
+                        f"tf.saved_model.load(path).signatures['{SIGNATURE}'](text_a=..., "
+                        "text_b=...)"},
+            ONNX_FILE: onnx_file,
+            INT8_FILE: dict(onnx_file, quantization="onnxruntime quantize_dynamic, QInt8 "
+                                                    f"weights, per_channel={INT8_PER_CHANNEL}"),
+            VOCAB_FILE: "the model's WordPiece vocabulary (ids are line numbers)"},
+    }
+
+
+def write_export(model, args, folder):
+    """Everything into ``folder``; returns export.json's content."""
+    labels = list(range(model.num_labels))
+    examples = None
+    if args.task_name is not None:
+        processor = glue.get_processor(args.task_name)
+        labels = processor.get_labels()
+        examples = processor.get_dev_examples(args.data_dir)
+    vocab_file = os.path.join(folder, VOCAB_FILE)
+    shutil.copyfile(model.vocab_file, vocab_file)
+    log.info("writing the SavedModel")
+    write_saved_model(model, os.path.join(folder, SAVED_MODEL_DIR), vocab_file,
+                      args.do_lower_case, args.max_seq_length)
+    runner = inference.TensorFlowRunner(model)
+    try:
+        log.info("converting to ONNX and quantizing to INT8")
+        with quiet_converters():
+            write_onnx(runner, os.path.join(folder, ONNX_FILE))
+            write_int8(os.path.join(folder, ONNX_FILE), os.path.join(folder, INT8_FILE))
+        pairs = (SAMPLE_PAIRS if examples is None
+                 else [(example.text_a, example.text_b) for example in examples])
+        logits = compare_formats(model, runner, folder, pairs, args.max_seq_length,
+                                 args.do_lower_case)
+    finally:
+        runner.close()
+    summary = describe(model, args, labels)
+    summary["compared_on"] = (f"{len(pairs)} built-in sample sentences" if examples is None
+                              else f"{len(pairs)} {args.task_name} dev examples")
+    summary["max_abs_logit_diff_vs_checkpoint"] = {
+        name: float(np.max(np.abs(values - logits["checkpoint"])))
+        for name, values in logits.items() if name != "checkpoint"}
+    if examples is not None:
+        metric, values = dev_metrics(args.task_name, examples, logits, labels)
+        summary["dev"] = {"metric": metric, "examples": len(examples), **values}
+    modeling.write_text_atomic(os.path.join(folder, EXPORT_FILE),
+                               json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def replace_folder(source, target):
+    """Move the finished ``source`` to ``target``; an older ``target`` goes only afterwards."""
+    previous = f"{target}.old-{os.getpid()}"
+    if os.path.isdir(target):
+        os.rename(target, previous)
+    os.rename(source, target)
+    if os.path.isdir(previous):
+        shutil.rmtree(previous)
+
+
+def format_summary(summary, output_dir):
+    lines = [f"exported {summary['source_model_dir']} to {output_dir}: {SAVED_MODEL_DIR}/, "
+             f"{ONNX_FILE}, {INT8_FILE}",
+             f"max |logit - checkpoint logit| on {summary['compared_on']}: " + ", ".join(
+                 f"{name} {value:.2e}" for name, value
+                 in summary["max_abs_logit_diff_vs_checkpoint"].items())]
+    dev = summary.get("dev")
+    if dev:
+        lines.append(f"dev {dev['metric']} ({dev['examples']} examples): " + ", ".join(
+            f"{name} {dev[name]:.4f}" for name in ("checkpoint", "onnx", "onnx_int8",
+                                                   "saved_model")))
+    return "\n".join(lines)
+
+
+def run(args):
+    model = validate(args)
+    output_dir = os.path.abspath(args.output_dir)
+    temp = f"{output_dir}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    try:
+        os.makedirs(temp)
+        summary = write_export(model, args, temp)
+        replace_folder(temp, output_dir)
+    finally:
+        if os.path.exists(temp):
+            shutil.rmtree(temp)
+    print(format_summary(summary, args.output_dir))
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
+    parser.add_argument("--model_dir", required=True,
+                        help="model folder with a classifier head (config, vocab, checkpoint)")
+    parser.add_argument("--output_dir", required=True, help="folder to write (replaced whole)")
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="longest input in tokens; longer text is truncated as in training")
+    parser.add_argument("--do_lower_case", type=parse_bool, default=True,
+                        help="true for uncased models (the default), false for cased ones")
+    parser.add_argument("--task_name", help="GLUE task: labels and the dev metric of each file")
+    parser.add_argument("--data_dir", help="the task's data folder (with dev.tsv)")
+    args = parser.parse_args(argv)
+    cli.configure_logging()
+    return cli.run_main(lambda: run(args), PROGRAM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

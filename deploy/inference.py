@@ -122,7 +122,6 @@ class OnnxRunner:
         if names != set(INPUT_NAMES):
             raise InputError(f"{onnx_file}: inputs are {sorted(names)}, expected "
                              f"{list(INPUT_NAMES)}")
-        self.num_labels = self.session.get_outputs()[0].shape[-1]
 
     def __call__(self, input_ids, input_mask, segment_ids):
         return self.session.run([LOGITS], dict(zip(INPUT_NAMES, (input_ids, input_mask,
@@ -131,20 +130,3 @@ class OnnxRunner:
     def close(self):
         """Sessions free their memory when dropped; kept so both runners close alike."""
         del self.session
-
-
-class OnnxRunner:
-    """The logits of an exported ONNX file (``deploy.export``), same call as TensorFlowRunner."""
-
-    def __init__(self, path, threads=0):
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(path, options,
-                                                    providers=["CPUExecutionProvider"])
-
-    def __call__(self, input_ids, input_mask, segment_ids):
-        return self.session.run([LOGITS], dict(zip(INPUT_NAMES, (input_ids, input_mask,
-                                                                 segment_ids))))[0]
-
-    def close(self):
-        """Nothing to release before the object goes (ONNX Runtime frees on deletion)."""

@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 
-from absl import app, flags
+from absl import flags
 
 from bert import checkpoint, cli, modeling
 from bert import run_classifier as google_flags
@@ -189,12 +189,11 @@ def run_pruning():
     classifier.run(exporters=[exporter])
 
 
-main = cli.absl_main(PROGRAM, run_pruning)
+main = cli.absl_main(PROGRAM, run_pruning)  # what app.run calls (tests call it directly)
 
 
 def console_main():
-    define_flags()
-    app.run(main, flags_parser=cli.absl_flags_parser(PROGRAM))
+    cli.run_absl(PROGRAM, define_flags, run_pruning)
 
 
 if __name__ == "__main__":

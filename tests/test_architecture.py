@@ -1,6 +1,5 @@
 """The rules that keep one BERT with many methods: imports, flags, and methods that compose."""
 import ast
-import pathlib
 import subprocess
 import sys
 

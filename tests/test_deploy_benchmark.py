@@ -1,15 +1,13 @@
 """The deployment benchmark: FLOPs counted by hand, the table of tiny models, bad input."""
 import csv
-import importlib.util
 
 import pytest
 
-from deploy import benchmark, flops
+from deploy import benchmark, export, flops
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
 from tiny_bert import tiny_config, write_sst2_task, write_tiny_model
 
 SEQ = 16
-EXPORT_MODULE = "deploy.export"
 
 
 def test_flops_by_hand_with_low_rank_rank_zero_per_layer_heads_and_retention():
@@ -43,11 +41,13 @@ def test_flops_of_a_dense_model_and_a_retention_that_keeps_everything_agree():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A dense tiny model, its PoWER variant (same weights) and a tiny SST-2 task."""
+    """A dense tiny model, its PoWER variant (same weights), its export and a tiny SST-2 task."""
     root = tmp_path_factory.mktemp("benchmark")
     _, values = write_tiny_model(root / "dense")
     write_tiny_model(root / "power", tiny_config(**{RETENTION_CONFIG_KEY: [6, 3]}), values)
     write_sst2_task(root / "SST-2", rows=20)
+    assert export.main(["--model_dir", str(root / "dense"), "--output_dir", str(root / "export"),
+                        "--max_seq_length", str(SEQ)]) == 0
     return root
 
 
@@ -56,39 +56,69 @@ def read_rows(folder):
         return list(csv.DictReader(handle))
 
 
-def test_two_model_folders_on_a_tiny_task(world, tmp_path, capsys):
+def run_benchmark(*arguments):
+    return benchmark.main([str(argument) for argument in arguments]
+                          + ["--max_seq_length", str(SEQ), "--iterations", "3",
+                             "--threads", "1"])
+
+
+def test_two_model_folders_with_references_exported_on_a_tiny_task(world, tmp_path, capsys):
     out = tmp_path / "out"
-    status = benchmark.main([str(world / "dense"), str(world / "power"), "--task_name", "SST-2",
-                             "--data_dir", str(world / "SST-2"), "--max_seq_length", str(SEQ),
-                             "--batch_size", "4", "--iterations", "3", "--threads", "1",
-                             "--output_dir", str(out)])
+    status = run_benchmark(world / "dense", world / "power", "--task_name", "SST-2",
+                           "--data_dir", world / "SST-2", "--batch_size", 4,
+                           "--output_dir", out)
     assert status == 0
     printed = capsys.readouterr().out
-    assert "| model | engine |" in printed and "1 threads; 3 timed runs" in printed
-    assert "not matmuls" in printed
+    assert "| model | engine |" in printed and "threads: 1; 3 timed runs" in printed
+    assert "not matmuls" in printed and "exported by deploy.export" in printed
     for name in benchmark.OUTPUT_FILES:
         assert (out / name).stat().st_size > 0, name
-    rows = [row for row in read_rows(out) if row["engine"] == benchmark.ENGINE_TF]
-    assert [row["model"] for row in rows] == [str(world / "dense"), str(world / "power")]
+    rows = read_rows(out)
     assert list(rows[0]) == list(benchmark.COLUMNS)
+    reference = out / benchmark.REFERENCE_DIR
+    assert [(row["model"], row["engine"]) for row in rows] == [
+        (str(world / "dense"), benchmark.ENGINE_TF),
+        (str(reference / benchmark.FP32_ONNX), benchmark.ENGINE_FP32),
+        (str(reference / benchmark.INT8_ONNX), benchmark.ENGINE_INT8),
+        (str(world / "power"), benchmark.ENGINE_TF)]
     assert float(rows[0]["speedup"]) == 1.0 and float(rows[0]["flop_reduction"]) == 1.0
-    assert float(rows[1]["flop_reduction"]) > 1.0  # PoWER keeps 6 then 3 of 16 tokens
+    assert float(rows[3]["flop_reduction"]) > 1.0  # PoWER keeps 6 then 3 of 16 tokens
+    assert len({row["params"] for row in rows}) == 1  # same weights, fewer tokens, int8 too
+    assert len({row["flops"] for row in rows[:3]}) == 1  # the exports are the dense model
     for row in rows:
         assert 0.0 <= float(row["dev_metric"]) <= 1.0
         assert 0 < float(row["latency_p50_ms"]) <= float(row["latency_p90_ms"])
-        assert float(row["throughput"]) > 0 and int(row["params"]) > 0
-        assert float(row["disk_mb"]) > 0
-    assert rows[0]["params"] == rows[1]["params"]  # same weights, fewer tokens
+        assert float(row["throughput"]) > 0 and float(row["disk_mb"]) > 0
 
 
-def test_synthetic_sentences_without_a_task(world, tmp_path, capsys):
-    status = benchmark.main([str(world / "dense"), "--max_seq_length", str(SEQ),
-                             "--batch_size", "2", "--iterations", "2", "--threads", "1",
-                             "--output_dir", str(tmp_path / "out")])
+def test_synthetic_sentences_with_the_reference_flag(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = run_benchmark(world / "dense", "--reference_onnx", world / "export",
+                           "--batch_size", 2, "--output_dir", out)
     assert status == 0
     assert "synthetic sentences" in capsys.readouterr().out
-    assert not (tmp_path / "out" / "benchmark.png").exists()  # no metric, no plot
-    assert read_rows(tmp_path / "out")[0]["dev_metric"] == ""
+    rows = read_rows(out)
+    assert [row["engine"] for row in rows] == [benchmark.ENGINE_TF, benchmark.ENGINE_FP32,
+                                               benchmark.ENGINE_INT8]
+    assert all(row["dev_metric"] == "" for row in rows)
+    assert not (out / "benchmark.png").exists()  # no metric, no plot
+    assert not (out / benchmark.REFERENCE_DIR).exists()
+
+
+def test_an_onnx_baseline_and_its_model_folder_need_no_reference(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = run_benchmark(world / "export" / benchmark.FP32_ONNX, world / "dense",
+                           "--output_dir", out)
+    assert status == 0
+    assert "reference" not in capsys.readouterr().out.lower()
+    rows = read_rows(out)
+    assert [row["engine"] for row in rows] == [benchmark.ENGINE_FP32, benchmark.ENGINE_TF]
+    assert float(rows[0]["speedup"]) == 1.0 and rows[0]["flops"] == rows[1]["flops"]
+
+
+def test_without_an_output_folder_the_missing_reference_is_a_note(world, capsys):
+    assert run_benchmark(world / "power") == 0
+    assert f"No ONNX reference rows for {world / 'power'}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arguments, flag", [

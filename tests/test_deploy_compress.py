@@ -11,7 +11,7 @@ from bert import modeling
 from conftest import REPO_ROOT
 from deploy import compress
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
-from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import write_small_model, write_sst2_task
 
 TIMEOUT = 900
 SEQ = 16
@@ -21,8 +21,7 @@ EXIT_SIGTERM = 143
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("compress")
-    config = tiny_config(hidden_size=16, intermediate_size=32, max_position_embeddings=64)
-    write_tiny_model(root / "pretrained", config, initializer_weights(config))
+    write_small_model(root / "pretrained")
     write_sst2_task(root / "data", rows=32)
     return root
 

@@ -12,15 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from typing import Callable, Optional
 
 import pytest
 
-from bert import checkpoint, modeling
+from bert import checkpoint
 from conftest import REPO_ROOT
-from tiny_bert import (TINY_VOCAB, initializer_weights, tiny_config, write_factorized_model,
-                       write_sst2_task, write_tiny_model)
+from tiny_bert import write_factorized_model, write_small_model, write_sst2_task
 
 TIMEOUT = 300
 SEQ = 16
@@ -64,8 +62,7 @@ def tree_digest(path):
 def world(tmp_path_factory):
     """A tiny model, its factorized and masked forms, and a tiny SST-2 task."""
     root = tmp_path_factory.mktemp("world")
-    config = tiny_config(hidden_size=16, intermediate_size=32, max_position_embeddings=64)
-    write_tiny_model(root / "model", config, initializer_weights(config, num_labels=2))
+    write_small_model(root / "model", num_labels=2)
     write_factorized_model(root / "flop")
     write_sst2_task(root / "data", rows=24)
     (root / "lines.txt").write_text("a good film .\nthe plot ||| is dull .\n")

@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 from power_bert import main as power_main
 from power_bert import steps
 from power_bert import token_selectors as selectors
-from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import write_small_model, write_sst2_task
 
 MAX_SEQ_LENGTH = 16
 NUM_LAYERS = 2
@@ -25,9 +25,7 @@ SST2_ROWS = 48
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer BERT model folder (hidden 16, 64 positions), initialiser weights."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    config = tiny_config(hidden_size=16, num_hidden_layers=NUM_LAYERS, intermediate_size=32,
-                         max_position_embeddings=64)
-    write_tiny_model(folder, config, initializer_weights(config))
+    write_small_model(folder, NUM_LAYERS)
     return folder
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from bert import checkpoint, classifier, convert_hf, metrics, modeling
 from bert.errors import InputError
 from conftest import REPO_ROOT
-from tiny_bert import initializer_weights, tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import write_small_model, write_sst2_task
 
 tf1 = tf.compat.v1
 
@@ -41,8 +41,7 @@ def minilm_dir(hf_model_dir, tmp_path_factory):
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer BERT in Google's format (hidden 16, 64 positions), initialiser weights."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    config = tiny_config(hidden_size=16, intermediate_size=32, max_position_embeddings=64)
-    write_tiny_model(folder, config, initializer_weights(config))
+    write_small_model(folder)
     return folder
 
 

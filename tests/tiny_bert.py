@@ -62,6 +62,15 @@ def initializer_weights(config, num_labels=0):
             return dict(zip((v.op.name for v in variables), session.run(variables)))
 
 
+def write_small_model(folder, num_layers=2, num_labels=0):
+    """A 16-wide BERT (64 positions) with the initialisers' weights: trainable in a few steps.
+    Returns its config."""
+    config = tiny_config(hidden_size=16, num_hidden_layers=num_layers, intermediate_size=32,
+                         max_position_embeddings=64)
+    write_tiny_model(folder, config, initializer_weights(config, num_labels))
+    return config
+
+
 def write_vocab(folder, vocab=TINY_VOCAB):
     path = folder / "vocab.txt"
     path.write_text("\n".join(vocab) + "\n")
