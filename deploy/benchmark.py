@@ -7,8 +7,8 @@ A MODEL is a model folder (run in TensorFlow as its config describes it: compact
 PoWER-BERT retention), an export folder (deploy.export's; its model.onnx and model.int8.onnx
 are a row each, run in onnxruntime) or an .onnx file. The first MODEL is the baseline of every
 ratio. The first model folder's ONNX fp32 and INT8 exports are reference rows beside it: from
---reference_onnx DIR, or exported into OUTPUT_DIR/reference/ by deploy.export when that module
-is installed and no export of it is among the MODELs; otherwise they are left out, with a note.
+--reference_onnx DIR, or, when no export of it is among the MODELs, exported by deploy.export
+into OUTPUT_DIR/reference/ (without --output_dir they are left out, with a note).
 
 Inputs are real dev sentences when --task_name and --data_dir are given (tokenized by our
 tokenizer, each batch padded to its own longest, the same batches for every row), else a
@@ -23,6 +23,7 @@ Writes OUTPUT_DIR/benchmark.md, benchmark.csv and (with a dev metric) benchmark.
 import argparse
 import csv
 import dataclasses
+import glob
 import io
 import json
 import logging
@@ -36,7 +37,7 @@ import numpy as np
 import onnx
 
 from bert import checkpoint, cli, glue, metrics, modeling, timing, tokenization
-from bert.errors import InputError, UsageError
+from bert.errors import InputError
 from bert.classifier import MIN_SEQ_LENGTH
 from deploy import flops, inference
 
@@ -69,10 +70,11 @@ LATENCY_PERCENTILES = (50, 90)
 MS_PER_SECOND = 1000.0
 BYTES_PER_MB = 1e6
 OUTPUT_FILES = ("benchmark.md", "benchmark.csv", "benchmark.png")
-COLUMNS = ("model", "engine", "params", "flops", "disk_mb", "dev_metric", "latency_p50_ms",
-           "latency_p90_ms", "throughput", "speedup", "flop_reduction",
+COLUMNS = ("model", "engine", "params", "flops", "flops_timed", "disk_mb", "dev_metric",
+           "latency_p50_ms", "latency_p90_ms", "throughput", "speedup", "flop_reduction",
            "speedup_over_flop_reduction")
-HEADINGS = ("model", "engine", "params", "FLOPs/example", "disk MB", "dev {metric}",
+HEADINGS = ("model", "engine", "params", "FLOPs/example", "FLOPs/example timed", "disk MB",
+            "dev {metric}",
             "p50 ms (batch 1)", "p90 ms (batch 1)", "examples/s (batch {batch})", "speed-up",
             "FLOP reduction", "speed-up ÷ FLOP reduction")
 
@@ -89,6 +91,7 @@ class Row:
     params: int = 0
     num_labels: int = 0
     flops: Optional[int] = None
+    flops_timed: Optional[float] = None  # per example, over the timed batches' own lengths
     dev_metric: Optional[float] = None
     latency_ms: tuple = ()
     throughput: float = 0.0
@@ -98,9 +101,7 @@ class Row:
 # Models -----------------------------------------------------------------------------------------
 def checkpoint_bytes(prefix):
     """Bytes of a checkpoint: its index and data shards."""
-    names = [prefix + ".index"] + [os.path.join(os.path.dirname(prefix), name)
-                                   for name in os.listdir(os.path.dirname(prefix) or ".")
-                                   if name.startswith(os.path.basename(prefix) + ".data-")]
+    names = [prefix + ".index"] + glob.glob(glob.escape(prefix) + ".data-*")
     return sum(os.path.getsize(name) for name in names)
 
 
@@ -120,11 +121,17 @@ def onnx_summary(onnx_file):
     initializers of float or 8-bit integer type (quantized weights count as parameters too),
     without the scales and zero points of quantization and without scalar constants (1/√d,
     GELU's ½): what the checkpoint of the same model holds."""
-    graph = onnx.load(onnx_file, load_external_data=False).graph
+    try:
+        graph = onnx.load(onnx_file, load_external_data=False).graph
+    except Exception as error:  # protobuf's DecodeError, onnx's own checks
+        raise InputError(f"{onnx_file}: not an ONNX model ({error})") from None
+    logits = next((output for output in graph.output if output.name == inference.LOGITS), None)
+    if logits is None:
+        raise InputError(f"{onnx_file}: no output named {inference.LOGITS!r} (expected "
+                         "deploy.export's model)")
     weights = [tensor for tensor in graph.initializer if tensor.data_type in WEIGHT_TYPES
                and tensor.dims and not tensor.name.endswith(QUANTIZATION_SUFFIXES)]
     count = modeling.count_parameters(list(tensor.dims) for tensor in weights)
-    logits = next(output for output in graph.output if output.name == inference.LOGITS)
     num_labels = logits.type.tensor_type.shape.dim[-1].dim_value
     return count, any(tensor.data_type in QUANTIZED_TYPES for tensor in weights), num_labels
 
@@ -280,6 +287,16 @@ def measure(rows, runners, inputs, args):
         row.throughput = sum(run.examples[-args.iterations:]) / sum(seconds)
 
 
+def timed_flops(row, batches, iterations):
+    """FLOPs per example over the batches the throughput runs time (after the warm-up), each at
+    its own padded length: the work the engines really do, which the speed-up is divided by."""
+    timed = [batches[call % len(batches)]
+             for call in range(timing.WARMUP_RUNS, timing.WARMUP_RUNS + iterations)]
+    total = sum(len(batch[0]) * flops.flops_per_example(row.bert_config, batch[0].shape[1],
+                                                        row.num_labels) for batch in timed)
+    return total / sum(len(batch[0]) for batch in timed)
+
+
 # Table ------------------------------------------------------------------------------------------
 def records(rows):
     """One dict per row, keyed by COLUMNS; None where a value is unknown."""
@@ -287,9 +304,11 @@ def records(rows):
     table = []
     for row in rows:
         speedup = row.throughput / base.throughput
-        reduction = base.flops / row.flops if base.flops and row.flops else None
+        reduction = (base.flops_timed / row.flops_timed
+                     if base.flops_timed and row.flops_timed else None)
         table.append(dict(zip(COLUMNS, (
-            row.label, row.engine, row.params, row.flops, row.disk_bytes / BYTES_PER_MB,
+            row.label, row.engine, row.params, row.flops, row.flops_timed,
+            row.disk_bytes / BYTES_PER_MB,
             row.dev_metric, *row.latency_ms, row.throughput, speedup, reduction,
             speedup / reduction if reduction else None))))
     return table
@@ -303,7 +322,7 @@ def human(value):
     return f"{value:g}"
 
 
-CELL_FORMATS = dict(params="{:,}".format, flops=human, disk_mb="{:.2f}".format,
+CELL_FORMATS = dict(params="{:,}".format, flops=human, flops_timed=human, disk_mb="{:.2f}".format,
                     dev_metric="{:.4f}".format, latency_p50_ms="{:.2f}".format,
                     latency_p90_ms="{:.2f}".format, throughput="{:.1f}".format,
                     speedup="{:.2f}".format, flop_reduction="{:.2f}".format,
@@ -320,9 +339,10 @@ def markdown(table, args, inputs, metric_name, notes):
              f"process; inputs: {inputs.description}, up to {args.max_seq_length} tokens, each "
              "batch padded to its longest.",
              f"FLOPs/example: 2 × multiply-adds of every matmul at {args.max_seq_length} tokens "
-             "(embeddings, LayerNorm, softmax and GELU are not matmuls and are not counted). "
-             "Speed-up: throughput ÷ the first row's; FLOP reduction: the first row's FLOPs ÷ "
-             "this row's.", *notes, "",
+             "(embeddings, LayerNorm, softmax and GELU are not matmuls and are not counted); "
+             "timed: the same, averaged over the timed batches at their own padded lengths. "
+             "Speed-up: throughput ÷ the first row's; FLOP reduction: the first row's timed "
+             "FLOPs ÷ this row's.", *notes, "",
              "| " + " | ".join(headings) + " |",
              "|" + "---|" * len(headings)]
     for record in table:
@@ -373,7 +393,6 @@ def write_plot(path, table, metric_name):
 # Program ----------------------------------------------------------------------------------------
 def validate(args):
     """Every flag that needs no file, before anything is loaded or written."""
-    cli.require(args.models, "give at least one MODEL")
     cli.require_in_range(args.batch_size, "batch_size", 1)
     cli.require_in_range(args.iterations, "iterations", 1)
     cli.require_in_range(args.threads, "threads", 1)
@@ -418,7 +437,7 @@ def with_references(rows, args, notes):
 
 def export_reference(baseline, args, notes):
     """The baseline's ONNX fp32 and INT8 rows, exported by deploy.export's own command."""
-    from deploy import export  # loads tensorflow_text and tf2onnx: only when needed
+    from deploy import export  # loads tensorflow_text: only when a reference is exported
 
     reference_dir = os.path.join(args.output_dir, REFERENCE_DIR)
     status = export.main(["--model_dir", baseline.label, "--output_dir", reference_dir,
@@ -438,10 +457,9 @@ def check_rows(rows, args, first_vocab):
         cli.require(row.vocab_file is None or same_vocab(first_vocab, row.vocab_file),
                     f"MODEL {row.label}: its vocabulary differs from the first MODEL's; "
                     "rows must read the same token ids")
-        cli.require(row.bert_config is None
-                    or args.max_seq_length <= row.bert_config.max_position_embeddings,
-                    f"--max_seq_length={args.max_seq_length}: above {row.label}'s "
-                    f"max_position_embeddings {row.bert_config and row.bert_config.max_position_embeddings}")
+        if row.bert_config is not None:
+            cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH,
+                                 row.bert_config.max_position_embeddings)
         if args.task_name:
             processor = glue.get_processor(args.task_name)
             wanted = 1 if processor.is_regression else len(processor.get_labels())
@@ -463,6 +481,9 @@ def run(args):
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
                                                 row.num_labels)
     inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
+    for row in rows:
+        if row.bert_config is not None:
+            row.flops_timed = timed_flops(row, inputs.batches, args.iterations)
     runners = []
     try:
         for row in rows:

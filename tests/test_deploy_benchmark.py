@@ -39,6 +39,15 @@ def test_flops_of_a_dense_model_and_a_retention_that_keeps_everything_agree():
     assert flops.flops_per_example(keeps_all, SEQ, 2) == expected
 
 
+def test_flops_of_bert_base_at_128_tokens():
+    config = tiny_config(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
+                         num_attention_heads=12, intermediate_size=3072,
+                         max_position_embeddings=512)
+    # per layer: 128 × (4 × 768² + 2 × 768 × 3072) + 2 × 12 × 128² × 64 = 931,135,488 MACs
+    # 12 layers + pooler 768² + classifier 768 × 2 = 11,174,217,216 MACs
+    assert flops.flops_per_example(config, 128, 2) == 22_348_434_432
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A dense tiny model, its PoWER variant (same weights), its export and a tiny SST-2 task."""
