@@ -21,7 +21,8 @@ from conftest import REPO_ROOT
 from deploy import export, inference
 from flop import factorize
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
-from tiny_bert import WORDS, random_weights, tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import (WORDS, random_weights, tiny_config, write_sst2_task, write_tiny_model,
+                       write_vocab)
 
 tf1 = tf.compat.v1
 
@@ -210,8 +211,27 @@ def test_int8_stays_close_to_fp32(exported, kind):
     assert 0 < predicted.mean() < 1  # both classes occur: agreement is not trivial
     assert np.max(np.abs(int8 - fp32)) < INT8_TOLERANCE * np.max(np.abs(fp32))
     assert np.mean(np.argmax(int8, -1) == predicted) >= INT8_MIN_AGREEMENT
-    assert (os.path.getsize(output_dir / export.INT8_FILE)
-            < os.path.getsize(output_dir / export.ONNX_FILE))
+
+
+def test_regression_serves_predictions(tmp_path):
+    """num_labels 1 (STS-B): ``predictions`` is logits[:, 0], no softmax."""
+    write_tiny_model(tmp_path / "model", num_labels=1)
+    assert export.main(["--model_dir", str(tmp_path / "model"), "--output_dir",
+                        str(tmp_path / "out"), f"--max_seq_length={MAX_SEQ_LENGTH}"]) == 0
+    pairs = sentences()[:8]
+    with tf.Graph().as_default(), tf1.Session() as session:
+        meta_graph = tf1.saved_model.loader.load(
+            session, [export.SERVING_TAG], str(tmp_path / "out" / export.SAVED_MODEL_DIR))
+        signature = meta_graph.signature_def[export.SIGNATURE]
+        assert set(signature.outputs) == {inference.LOGITS, export.PREDICTIONS}
+        logits, predictions = session.run(
+            [signature.outputs[name].name for name in (inference.LOGITS, export.PREDICTIONS)],
+            {signature.inputs["text_a"].name: [text_a for text_a, _ in pairs],
+             signature.inputs["text_b"].name: [text_b or "" for _, text_b in pairs]})
+    expected = reference_logits(tmp_path / "model", pairs)
+    assert logits.shape == (len(pairs), 1)
+    assert np.max(np.abs(logits - expected)) < LOGIT_TOLERANCE
+    np.testing.assert_array_equal(predictions, logits[:, 0])
 
 
 def test_truncation_closed_form_is_truncate_pair():
@@ -225,14 +245,14 @@ def test_truncation_closed_form_is_truncate_pair():
         assert (kept_a[index], kept_b[index]) == (len(tokens_a), len(tokens_b)), index
 
 
-def assert_same_ids(vocab_file, pairs, max_seq_length=MAX_SEQ_LENGTH):
+def assert_same_ids(vocab_file, pairs, max_seq_length=MAX_SEQ_LENGTH, do_lower_case=True):
     """The SavedModel's in-graph encoding (run eagerly here) is inference.encode's, exactly."""
-    tokenizer = tokenization.create_tokenizer(vocab_file, True)
+    tokenizer = tokenization.create_tokenizer(vocab_file, do_lower_case)
     expected = inference.encode(tokenizer, pairs, max_seq_length)
     got = [value.numpy() for value in export.encode_text(
         tf.constant([text_a for text_a, _ in pairs]),
         tf.constant([text_b or "" for _, text_b in pairs]),
-        export.vocab_table(vocab_file), True, max_seq_length)]
+        export.vocab_table(vocab_file), do_lower_case, max_seq_length)]
     for name, want, have in zip(inference.INPUT_NAMES, expected, got):
         differ = [index for index in range(len(pairs))
                   if not np.array_equal(want[index], have[index])]
@@ -241,9 +261,11 @@ def assert_same_ids(vocab_file, pairs, max_seq_length=MAX_SEQ_LENGTH):
                    for index in differ[:3]])
 
 
-def test_in_graph_ids_are_our_tokenizer_ids_on_tricky_text(tmp_path):
-    write_tiny_model(tmp_path)
-    assert_same_ids(str(tmp_path / "vocab.txt"), TRICKY_PAIRS + sentences())
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_in_graph_ids_are_our_tokenizer_ids_on_tricky_text(tmp_path, do_lower_case):
+    write_vocab(tmp_path)
+    assert_same_ids(str(tmp_path / "vocab.txt"), TRICKY_PAIRS + sentences(),
+                    do_lower_case=do_lower_case)
 
 
 def test_in_graph_ids_are_our_tokenizer_ids_on_mrpc(glue_dir, hf_model_dir, tmp_path):
