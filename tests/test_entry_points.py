@@ -242,6 +242,16 @@ CASES = [
          "--RETENTION_CONFIG"),
     Case("results folder missing", "bert.results_table",
          lambda w, t: [f"--output_dir={t / 'absent'}"], "absent", watched=None),
+    Case("export: no classifier head", "deploy.export",
+         lambda w, t: [f"--model_dir={_headless_model(t)}", f"--output_dir={t / 'out'}"],
+         "classifier head"),
+    Case("benchmark: batch size 0", "deploy.benchmark",
+         lambda w, t: [str(w / "model"), "--batch_size=0", f"--output_dir={t / 'out'}"],
+         "--batch_size=0"),
+    Case("compress: target sparsity above 1", "deploy.compress",
+         lambda w, t: ["--task_name=SST-2", f"--data_dir={w / 'data'}",
+                       f"--model_dir={w / 'model'}", f"--output_dir={t / 'out'}",
+                       "--target_sparsity=1.5"], "--target_sparsity=1.5"),
     # unwritable output
     Case("output_dir is a file", "bert.run_classifier",
          lambda w, t: classifier_flags(w, _a_file(t / "out")), "is a file"),
@@ -259,6 +269,12 @@ CASES = [
                        f"--init_checkpoint={w / 'model'}", f"--max_seq_length={SEQ}",
                        "--layers=-1"], "--output_file="),
 ]
+
+
+def _headless_model(tmp_path):
+    """A pretrained model folder: no classifier head to export."""
+    write_small_model(tmp_path / "headless")
+    return tmp_path / "headless"
 
 
 def _truncated_model(world, tmp_path):
