@@ -26,7 +26,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, glue, methods, metrics, modeling, optimization, tokenization
+from bert import (checkpoint, distribution, glue, methods, metrics, modeling, optimization,
+                  tokenization)
 from bert.errors import Interrupted, TrainingDivergedError, UsageError
 
 tf1 = tf.compat.v1
@@ -64,7 +65,7 @@ class ClassifierSettings:
     do_train: bool = False
     do_eval: bool = False
     do_predict: bool = False
-    train_batch_size: int = 32
+    train_batch_size: int = 32  # GLOBAL: split over the replicas of a distributed run
     eval_batch_size: int = 8
     predict_batch_size: int = 8
     learning_rate: float = 5e-5
@@ -83,6 +84,10 @@ class ClassifierSettings:
     # Overrides of the config's dropout (a method's run may train with other dropout).
     hidden_dropout_prob: Optional[float] = None
     attention_probs_dropout_prob: Optional[float] = None
+    classifier_dropout: float = CLASSIFIER_DROPOUT  # the head's dropout (Google's fixed 0.1)
+    # How training is spread (bert.distribution): none, mirrored, multi_worker, parameter_server.
+    distribution: str = distribution.NONE
+    devices: Sequence[str] = ()  # devices of "mirrored" (default: every GPU, else the CPU)
 
     def validate(self, bert_config):
         """Refuse values no run can use, naming the flag; writes nothing."""
@@ -117,10 +122,14 @@ class ClassifierSettings:
             raise UsageError(f"--num_warmup_steps={self.num_warmup_steps}: must be >= 0")
         if self.max_train_examples < 0:
             raise UsageError(f"--max_train_examples={self.max_train_examples}: must be >= 0")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob",
+                     "classifier_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise UsageError(f"--{name}={value}: must be in [0, 1)")
+        distribution.check_cluster(self.distribution)
+        if self.devices and self.distribution != distribution.MIRRORED:
+            raise UsageError(f"devices {list(self.devices)} are for --distribution=mirrored")
         if self.init_checkpoint:
             try:
                 checkpoint.verify_checkpoint(checkpoint.resolve_checkpoint(self.init_checkpoint))
@@ -202,6 +211,13 @@ def cached_features(examples, processor, tokenizer, max_seq_length, record_file,
 
 
 def input_fn_builder(record_file, seq_length, is_training, batch_size, is_regression, seed=None):
+    """Estimator input_fn; for training ``batch_size`` is the global batch of one step.
+
+    Under a strategy Estimator calls it once per input pipeline (worker) with an
+    ``input_context``: the pipeline reads its shard and batches ``batch_size / replicas``, and
+    each of its replicas takes one such batch a step. Without a strategy in a parameter-server
+    cluster each worker reads its own shard and a step is one worker's whole batch.
+    """
     name_to_feature = {
         "input_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
         "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
@@ -214,12 +230,22 @@ def input_fn_builder(record_file, seq_length, is_training, batch_size, is_regres
         return {key: tf.cast(value, tf.int32) if value.dtype == tf.int64 else value
                 for key, value in example.items()}
 
-    def input_fn(params=None):
+    def input_fn(params=None, config=None, input_context=None):
         dataset = tf.data.TFRecordDataset(record_file)
+        size = batch_size
         if is_training:
+            if input_context is not None:
+                shards, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+                size = input_context.get_per_replica_batch_size(batch_size)
+            elif config is not None and config.num_worker_replicas > 1:
+                shards, index = config.num_worker_replicas, config.global_id_in_cluster
+            else:
+                shards, index = 1, 0
+            if shards > 1:
+                dataset = dataset.shard(shards, index)
             dataset = dataset.repeat().shuffle(buffer_size=SHUFFLE_BUFFER, seed=seed)
         dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.batch(batch_size, drop_remainder=is_training).prefetch(tf.data.AUTOTUNE)
+        return dataset.batch(size, drop_remainder=is_training).prefetch(tf.data.AUTOTUNE)
 
     return input_fn
 
@@ -278,25 +304,26 @@ class Task:
 
 
 # Model ------------------------------------------------------------------------------------------
-def classifier_head(pooled_output, num_labels, is_training):
+def classifier_head(pooled_output, num_labels, is_training, dropout=CLASSIFIER_DROPOUT):
     """Google's head: ``output_weights`` [num_labels, hidden] and ``output_bias``."""
     hidden = pooled_output.shape[-1]
     weights = tf1.get_variable("output_weights", [num_labels, hidden],
                                initializer=tf1.truncated_normal_initializer(stddev=0.02))
     bias = tf1.get_variable("output_bias", [num_labels], initializer=tf1.zeros_initializer())
-    if is_training:
-        pooled_output = tf.nn.dropout(pooled_output, rate=CLASSIFIER_DROPOUT)
+    if is_training and dropout:
+        pooled_output = tf.nn.dropout(pooled_output, rate=dropout)
     return tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)
 
 
-def create_model(bert_config, is_training, features, num_labels, is_regression, hooks):
+def create_model(bert_config, is_training, features, num_labels, is_regression, hooks,
+                 classifier_dropout=CLASSIFIER_DROPOUT):
     """BERT + head. Returns a ``methods.ClassifierGraph``."""
     model = modeling.BertModel(
         bert_config, is_training, features["input_ids"], features.get("input_mask"),
         features.get("segment_ids"), dense_factory=hooks.dense_factory,
         token_selector=hooks.token_selector)
     logits = classifier_head(model.pooled_output, 1 if is_regression else num_labels,
-                             is_training)
+                             is_training, classifier_dropout)
     labels = features.get("label_ids")
     if is_regression:
         predictions = logits[:, 0]
@@ -350,6 +377,8 @@ class ProgressHook(tf1.train.SessionRunHook):
         self._batch = batch_size
         self._every = max(1, every_n_steps)
         self._start = None
+        self._steps_run = 0
+        self._last_step = 0
 
     def begin(self):
         self._step_tensor = tf1.train.get_global_step()
@@ -360,6 +389,8 @@ class ProgressHook(tf1.train.SessionRunHook):
     def after_run(self, run_context, run_values):
         step, loss = run_values.results
         step += 1  # the global step was read before this step's update
+        self._steps_run += 1
+        self._last_step = step
         now = time.time()
         if self._start is None:
             self._start, self._first_step = now, step
@@ -369,6 +400,11 @@ class ProgressHook(tf1.train.SessionRunHook):
             eta = (self._total - step) / rate if rate > 0 else float("inf")
             log.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %dm%02ds", step,
                      self._total, loss, rate * self._batch, eta // 60, eta % 60)
+
+    def end(self, session):
+        # In a cluster several processes advance one global step: say what this one did.
+        log.info("this process ran %d training steps (global step %d)", self._steps_run,
+                 self._last_step)
 
 
 class StopOnSignalHook(tf1.train.SessionRunHook):
@@ -414,15 +450,19 @@ class StopOnSignalHook(tf1.train.SessionRunHook):
 
 def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_checkpoint,
                      num_train_steps, num_warmup_steps, learning_rate, method_list,
-                     train_batch_size=32, log_every_n_steps=20, extra_training_hooks=()):
-    """Estimator model_fn: BERT + head + every method's hooks, losses, groups and metrics."""
+                     train_batch_size=32, log_every_n_steps=20, extra_training_hooks=(),
+                     classifier_dropout=CLASSIFIER_DROPOUT):
+    """Estimator model_fn: BERT + head + every method's hooks, losses, groups and metrics.
+
+    Under a strategy Estimator calls it once per replica; the optimizer then averages the
+    replicas' gradients and updates once (see ``optimization.create_train_op``)."""
     allow_missing = HEAD_VARIABLES + methods.allow_missing(method_list)
 
     def model_fn(features, labels, mode, params=None):
         is_training = mode == tf.estimator.ModeKeys.TRAIN
         hooks = methods.build_all(method_list, bert_config, is_training)
         graph = create_model(bert_config, is_training, features, num_labels, is_regression,
-                             hooks)
+                             hooks, classifier_dropout)
         if mode == tf.estimator.ModeKeys.PREDICT:
             outputs = {"predictions": graph.predictions}
             if not is_regression:
@@ -432,18 +472,18 @@ def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_che
         total_loss = task_loss + hooks.extra_loss(graph)
         if is_training:
             if init_checkpoint:
-                loaded, unexpected = checkpoint.init_from_checkpoint(init_checkpoint,
-                                                                     allow_missing)
-                log.info("initialised %d variables from %s", len(loaded), init_checkpoint)
-                if unexpected:
-                    log.warning("checkpoint variables not used by this model: %s",
-                                ", ".join(unexpected))
+                # Once for the (mirrored) variables, not once per replica.
+                distribution.in_cross_replica_context(
+                    lambda: _init_from_checkpoint(init_checkpoint, allow_missing))
+            # The loss of the whole global batch: what the log and TensorBoard show.
+            mean_loss = distribution.mean_over_replicas([total_loss])[0]
             train_op = _train_op(hooks, graph, task_loss, total_loss, learning_rate,
-                                 num_train_steps, num_warmup_steps)
-            progress = ProgressHook(total_loss, num_train_steps, train_batch_size,
+                                 num_train_steps, num_warmup_steps, mean_loss)
+            progress = ProgressHook(mean_loss, num_train_steps, train_batch_size,
                                     log_every_n_steps)
+            # Estimator sums the replicas' losses to report one, so each reports its share.
             return tf.estimator.EstimatorSpec(
-                mode, loss=total_loss, train_op=train_op,
+                mode, loss=mean_loss / distribution.replicas_here(), train_op=train_op,
                 training_hooks=[progress] + list(extra_training_hooks))
         ops = task_metric_ops(task_name, graph.predictions, features["label_ids"],
                               graph.per_example_loss)
@@ -453,9 +493,17 @@ def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_che
     return model_fn
 
 
+def _init_from_checkpoint(init_checkpoint, allow_missing):
+    loaded, unexpected = checkpoint.init_from_checkpoint(init_checkpoint, allow_missing)
+    log.info("initialised %d variables from %s", len(loaded), init_checkpoint)
+    if unexpected:
+        log.warning("checkpoint variables not used by this model: %s", ", ".join(unexpected))
+
+
 def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_steps,
-              num_warmup_steps):
-    """The methods' own parameter groups plus one "model" group for every other variable."""
+              num_warmup_steps, mean_loss=None):
+    """The methods' own parameter groups plus one "model" group for every other variable.
+    ``mean_loss``: the loss over all replicas, for TensorBoard (default ``total_loss``)."""
     schedule = methods.Schedule(num_train_steps, num_warmup_steps)
     groups, losses_by_group = hooks.param_groups(graph, schedule)
     claimed = {variable.op.name for group in groups for variable in group.variables}
@@ -468,7 +516,7 @@ def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_step
     for group in groups:
         tf1.summary.scalar(f"{group.name}_lr", rates.get(group.name, tf.constant(0.0)))
     tf1.summary.scalar("task_loss", task_loss)
-    tf1.summary.scalar(TRAINING_LOSS_ALIAS, total_loss)
+    tf1.summary.scalar(TRAINING_LOSS_ALIAS, total_loss if mean_loss is None else mean_loss)
     return train_op
 
 
@@ -523,6 +571,7 @@ class Classifier:
                              "(expected the model's bert_config.json)")
         self.bert_config = bert_config or settings.model_config()
         settings.validate(self.bert_config)
+        distribution.log_devices()
         tokenization.check_vocab_matches_config(settings.vocab_file,
                                                 self.bert_config.vocab_size)
         own = list(method_list)
@@ -558,17 +607,45 @@ class Classifier:
                                 self.task.is_regression, s.init_checkpoint,
                                 self.num_train_steps, self.num_warmup_steps, s.learning_rate,
                                 self.methods, s.train_batch_size, s.log_every_n_steps,
-                                extra_training_hooks)
+                                extra_training_hooks, s.classifier_dropout)
 
-    def estimator(self, seed=None, extra_training_hooks=(), keep_checkpoint_max=None):
+    def estimator(self, seed=None, extra_training_hooks=(), keep_checkpoint_max=None,
+                  strategy=None):
+        """The Estimator of this run; ``strategy`` distributes its training (evaluation and
+        prediction run on one device). TF_CONFIG, when set, places it in its cluster."""
         s = self.settings
+        cpus = distribution.cpu_device_count(s.devices)
+        session_config = (tf1.ConfigProto(device_count={"CPU": cpus}, allow_soft_placement=True)
+                          if cpus > 1 else None)  # mirrored over several CPU devices
         run_config = tf.estimator.RunConfig(
             model_dir=s.output_dir, save_checkpoints_steps=s.save_checkpoints_steps,
             keep_checkpoint_max=keep_checkpoint_max or s.keep_checkpoint_max,
             tf_random_seed=s.seed if seed is None else seed, log_step_count_steps=None,
-            save_summary_steps=s.log_every_n_steps)
+            save_summary_steps=s.log_every_n_steps, train_distribute=strategy,
+            session_config=session_config)
         return tf.estimator.Estimator(model_fn=self.model_fn(extra_training_hooks),
                                       config=run_config)
+
+    def _train_strategy(self):
+        """The run's strategy, after checking that the global batch splits over its replicas."""
+        s = self.settings
+        strategy = distribution.train_strategy(s.distribution, s.devices)
+        replicas = distribution.replicas_in_sync(s.distribution, strategy)
+        if s.train_batch_size % replicas:
+            raise UsageError(f"--train_batch_size={s.train_batch_size} (the global batch) must "
+                             f"be a multiple of the {replicas} replicas of --distribution="
+                             f"{s.distribution}")
+        if s.distribution == distribution.PARAMETER_SERVER:
+            log.info("distribution %s: every worker (%d) trains whole batches of %d, "
+                     "asynchronously; task %s", s.distribution, distribution.num_workers(),
+                     s.train_batch_size, distribution.task_type())
+        else:
+            where = (f"task {distribution.task_type()}" if distribution.task_type() else
+                     ", ".join(strategy.extended.worker_devices) if strategy else "one device")
+            log.info("distribution %s: %d replica(s) in sync, global batch %d = %d per replica "
+                     "(%s)", s.distribution, replicas, s.train_batch_size,
+                     s.train_batch_size // replicas, where)
+        return strategy
 
     def dev_input_fn(self):
         return self.task.input_fn("dev", self.dev_examples, self.settings.eval_batch_size,
@@ -598,11 +675,12 @@ class Classifier:
         stop signal arrives, and TrainingDivergedError when the loss stops being finite.
         """
         s = self.settings
+        strategy = self._train_strategy()
         os.makedirs(s.output_dir, exist_ok=True)
         checkpoint.latest_good_checkpoint(s.output_dir)
         max_steps = max_steps or self.num_train_steps
         stop_hook = StopOnSignalHook()
-        estimator = self.estimator(seed, [stop_hook], keep_checkpoint_max)
+        estimator = self.estimator(seed, [stop_hook], keep_checkpoint_max, strategy)
         train_input = self.task.input_fn("train", self.train_examples, s.train_batch_size,
                                          True, s.max_train_examples,
                                          s.seed if seed is None else seed)
@@ -611,7 +689,10 @@ class Classifier:
         start = time.time()
         before = set(os.listdir(s.output_dir))
         try:
-            if s.evaluate_every_checkpoint and s.do_eval:
+            # In a cluster train_and_evaluate starts this task's server and plays its role
+            # (chief, worker, ps, evaluator); the evaluator task evaluates each checkpoint.
+            if (s.evaluate_every_checkpoint and s.do_eval
+                    or s.distribution in distribution.CLUSTER_DISTRIBUTIONS):
                 tf.estimator.train_and_evaluate(
                     estimator, tf.estimator.TrainSpec(train_input, max_steps=max_steps),
                     tf.estimator.EvalSpec(self.dev_input_fn(), steps=None,
@@ -683,8 +764,13 @@ class Classifier:
         s = self.settings
         train_seconds = None
         if s.do_train:
-            write_hparams_summary(s.output_dir, self.hparams())
+            if distribution.is_chief():
+                write_hparams_summary(s.output_dir, self.hparams())
             train_seconds = self.train(exporters=exporters)
+        if not distribution.is_chief():
+            log.info("%s task done; the chief evaluates and writes the results",
+                     distribution.task_type())
+            return None
         result = self.evaluate(train_seconds=train_seconds) if s.do_eval else None
         if s.do_predict:
             self.predict()

@@ -13,7 +13,7 @@ import dataclasses
 
 from absl import flags
 
-from bert import cli, glue
+from bert import cli, distribution, glue
 from bert.classifier import Classifier, ClassifierSettings
 
 FLAGS = flags.FLAGS
@@ -39,7 +39,8 @@ def define_flags():
     flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
     flags.DEFINE_bool("do_eval", False, "Evaluate on dev.tsv and write eval_results.txt.")
     flags.DEFINE_bool("do_predict", False, "Predict test.tsv and write the GLUE submission file.")
-    flags.DEFINE_integer("train_batch_size", 32, "Training batch size.")
+    flags.DEFINE_integer("train_batch_size", 32, "Global training batch size: with N replicas "
+                         "in sync (--distribution) each takes train_batch_size / N a step.")
     flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
     flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak AdamW learning rate.")
@@ -51,6 +52,9 @@ def define_flags():
                          "(0: all).")
     flags.DEFINE_integer("log_every_n_steps", 20, "Progress log interval (steps).")
     flags.DEFINE_integer("seed", 12345, "Graph-level random seed (dropout, head init, shuffle).")
+    flags.DEFINE_enum("distribution", distribution.NONE, distribution.DISTRIBUTIONS,
+                      "How training is spread: none (one device), mirrored (every local GPU), "
+                      "multi_worker or parameter_server (the cluster in TF_CONFIG).")
 
 
 def settings_from_flags(**overrides):

@@ -31,7 +31,7 @@ import sys
 
 import tensorflow as tf
 
-from bert import checkpoint, cli, glue, methods, modeling, timing
+from bert import checkpoint, cli, distribution, glue, methods, modeling, timing
 from bert.classifier import (HEAD_VARIABLES, TEST_RESULTS_FILE, Classifier, ClassifierSettings,
                              classifier_head)
 from bert.errors import UsageError
@@ -92,7 +92,8 @@ def build_parser():
                         help="epochs of each of the three steps (default %(default)s)")
     # No default here: resolve_args fills these from TASK_DEFAULTS.
     for flag, kind, text in (
-            ("BATCH_SIZE", int, "batch size of training, evaluation and prediction"),
+            ("BATCH_SIZE", int, "batch size of training (the global batch: with N replicas "
+                                "each takes BATCH_SIZE / N a step), evaluation and prediction"),
             ("LR_SOFT_EXTRACT", float, "peak learning rate of the retention parameters (step 2)"),
             ("LR_BERT", float, "peak learning rate of the BERT parameters (all steps)"),
             ("LAMBDA", float, "retention regulariser: higher eliminates more word-vectors")):
@@ -128,6 +129,10 @@ def build_parser():
                         help="batch sizes of the latency comparison (default %(default)s)")
     parser.add_argument("--SEED", type=int, default=DEFAULT_SEED,
                         help="random seed of shuffling, dropout and the new head")
+    parser.add_argument("--DISTRIBUTION", default=distribution.NONE,
+                        choices=distribution.DISTRIBUTIONS,
+                        help="none (one device) or mirrored (every local GPU, in sync); the "
+                             "cluster modes are refused here (see bert.distribution)")
     return parser
 
 
@@ -177,6 +182,10 @@ def resolve_args(args):
     if args.MODEL_FORMAT.upper() != "CKPT":
         raise UsageError(f"--MODEL_FORMAT={args.MODEL_FORMAT}: expected CKPT")
     args.training = not (args.EVAL_ONLY or args.PREDICT_ONLY)
+    if args.DISTRIBUTION in distribution.CLUSTER_DISTRIBUTIONS:
+        raise UsageError(f"--DISTRIBUTION={args.DISTRIBUTION}: not for PoWER-BERT, whose steps "
+                         "hand model folders from one to the next on one machine; use none or "
+                         "mirrored")
     if args.training and args.RETENTION_CONFIG:
         raise UsageError("--RETENTION_CONFIG is used with --EVAL_ONLY/--PREDICT_ONLY only "
                          "(training finds the configuration in step 2)")
@@ -273,7 +282,7 @@ def classifier_settings(args):
         save_checkpoints_steps=steps.SAVE_CHECKPOINTS_STEPS, keep_checkpoint_max=1,
         max_train_examples=args.MAX_TRAIN_EXAMPLES, log_every_n_steps=steps.LOG_EVERY_N_STEPS,
         seed=args.SEED, features_dir=os.path.join(args.OUTPUT_DIR, FEATURES_DIR),
-        write_submission=args.PRED_GLUE)
+        write_submission=args.PRED_GLUE, distribution=args.DISTRIBUTION)
 
 
 def run(args, argv):
@@ -289,7 +298,7 @@ def run(args, argv):
     log_line(f"=== {PROGRAM} {shlex.join(argv)}")
     log_line("settings: " + ", ".join(f"{flag}={getattr(args, flag)}" for flag in (
         "TASK", "EPOCH", "BATCH_SIZE", "LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "MAX_SEQ_LENGTH",
-        "MAX_TRAIN_EXAMPLES")))
+        "MAX_TRAIN_EXAMPLES", "DISTRIBUTION")))
     if args.training:
         return train(args, classifier, bert_config, plan, log_line)
     log_line(f"retention configuration ({args.retention_source}): "
