@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# GPU=1: TensorFlow with CUDA (tensorflow[and-cuda]) instead of the CPU-only wheel.
+GPU ?= 0
 
 .PHONY: setup demo test benchmark clean
 
@@ -18,6 +20,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --editable .
+	if [ "$(GPU)" = 1 ]; then $(PY) -m pip uninstall --quiet -y tensorflow-cpu && \
+	  $(PY) -m pip install --quiet "tensorflow[and-cuda]==2.15.1"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

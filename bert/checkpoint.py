@@ -314,6 +314,17 @@ def _write_folder_contents(folder, config, vocab_file, values, step, source, fla
         write_text_atomic(os.path.join(folder, name), text)
 
 
+def copy_file_atomic(source, destination):
+    """Copy via a temp file + rename: a kill never leaves half a file at ``destination``."""
+    temp = f"{destination}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(source, temp)
+        os.replace(temp, destination)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
 def find_vocab(model_dir):
     """The vocabulary of a model folder: vocab.txt, else a SentencePiece .model file."""
     candidate = os.path.join(model_dir, "vocab.txt")

@@ -39,6 +39,7 @@ FEATURE_CACHE_VERSION = 1  # bump when the feature layout changes to invalidate 
 EVAL_RESULTS_FILE = "eval_results.txt"
 TEST_RESULTS_FILE = "test_results.tsv"
 HPARAMS_FILE = "hparams.json"
+CONFIG_FILE = "bert_config.json"
 SECONDS_PER_MINUTE = 60.0
 MIN_SEQ_LENGTH = 3  # [CLS] x [SEP]
 SHUFFLE_BUFFER = 10000
@@ -759,6 +760,16 @@ class Classifier:
                  len(outputs))
         return outputs
 
+    def describe_output_dir(self):
+        """The config and vocabulary beside the checkpoints: output_dir is then a model folder
+        that export, benchmark, factorize or a teacher flag take as it is."""
+        out = self.settings.output_dir
+        os.makedirs(out, exist_ok=True)
+        self.bert_config.to_json_file(os.path.join(out, CONFIG_FILE))
+        vocab = os.path.join(out, os.path.basename(self.settings.vocab_file))
+        if os.path.abspath(vocab) != os.path.abspath(self.settings.vocab_file):
+            checkpoint.copy_file_atomic(self.settings.vocab_file, vocab)
+
     def run(self, exporters=()):
         """do_train, do_eval and do_predict as the settings say; returns the eval result."""
         s = self.settings
@@ -766,6 +777,7 @@ class Classifier:
         if s.do_train:
             if distribution.is_chief():
                 write_hparams_summary(s.output_dir, self.hparams())
+                self.describe_output_dir()
             train_seconds = self.train(exporters=exporters)
         if not distribution.is_chief():
             log.info("%s task done; the chief evaluates and writes the results",

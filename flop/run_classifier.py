@@ -13,7 +13,6 @@ target can become ``<run>/best`` (what remove_mask.py takes).
 """
 import os
 import re
-import shutil
 import time
 
 from absl import flags
@@ -141,13 +140,6 @@ def select_run_dir():
     return run_dir
 
 
-def copy_atomic(source, destination):
-    """The run folder holds config + vocab beside its checkpoints, so remove_mask needs no more."""
-    temp = f"{destination}.tmp-{os.getpid()}"
-    shutil.copyfile(source, temp)
-    os.replace(temp, destination)
-
-
 def flop_settings(student_config):
     return FlopSettings(
         target_sparsity=FLAGS.target_sparsity,
@@ -178,7 +170,6 @@ def run_pruning():
     run_dir = select_run_dir()
     run_config_file = os.path.join(run_dir, "bert_config.json")
     config.to_json_file(run_config_file)
-    copy_atomic(settings.vocab_file, os.path.join(run_dir, os.path.basename(settings.vocab_file)))
     settings.bert_config_file = run_config_file
     settings.output_dir = run_dir
     classifier = Classifier(settings, [method])

@@ -109,7 +109,8 @@ def test_run_classifier_succeeds_and_writes_results(world, tmp_path):
     process = run("bert.run_classifier", *classifier_flags(world, tmp_path / "out",
                                                            do_predict=True))
     assert process.returncode == 0, process.stderr[-2000:]
-    for name in ("eval_results.txt", "test_results.tsv", "SST-2.tsv"):
+    for name in ("eval_results.txt", "test_results.tsv", "SST-2.tsv",
+                 "bert_config.json", "vocab.txt"):  # output_dir is a model folder too
         assert (tmp_path / "out" / name).is_file(), name
 
 
