@@ -51,6 +51,7 @@ ONNX_SUFFIX = ".onnx"
 FP32_ONNX = "model.onnx"
 INT8_ONNX = "model.int8.onnx"
 VOCAB_FILE = "vocab.txt"
+NAME_SEPARATOR = "="  # MODEL arguments may be NAME=PATH
 REFERENCE_DIR = "reference"
 ENGINE_TF = "tf"
 ENGINE_FP32 = "onnxruntime fp32"
@@ -96,6 +97,11 @@ class Row:
     latency_ms: tuple = ()
     throughput: float = 0.0
     source: Optional[str] = None  # real path of the model folder it is (or was exported from)
+    name: Optional[str] = None  # the NAME of a NAME=PATH argument: shown instead of the path
+
+    @property
+    def shown(self):
+        return self.name or self.label
 
 
 # Models -----------------------------------------------------------------------------------------
@@ -307,7 +313,7 @@ def records(rows):
         reduction = (base.flops_timed / row.flops_timed
                      if base.flops_timed and row.flops_timed else None)
         table.append(dict(zip(COLUMNS, (
-            row.label, row.engine, row.params, row.flops, row.flops_timed,
+            row.shown, row.engine, row.params, row.flops, row.flops_timed,
             row.disk_bytes / BYTES_PER_MB,
             row.dev_metric, *row.latency_ms, row.throughput, speedup, reduction,
             speedup / reduction if reduction else None))))
@@ -362,7 +368,8 @@ def csv_text(table):
 
 
 def short_label(path):
-    """'compact' for a folder, 'export/model.onnx' for a file: enough to tell points apart."""
+    """'compact' for a folder, 'export/model.onnx' for a file: enough to tell points apart
+    (a NAME=PATH argument's NAME is kept as it is)."""
     path = os.path.normpath(path)
     if path.endswith(ONNX_SUFFIX):
         return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
@@ -468,10 +475,21 @@ def check_rows(rows, args, first_vocab):
                         f"has {wanted}")
 
 
+def named_rows(argument):
+    """The rows of a MODEL argument, ``PATH`` or ``NAME=PATH``."""
+    name, separator, path = argument.partition(NAME_SEPARATOR)
+    if not separator or os.sep in name:
+        return model_rows(argument)
+    rows = model_rows(path)
+    for row in rows:
+        row.name = name
+    return rows
+
+
 def run(args):
     validate(args)
     notes = []
-    rows = [row for path in args.models for row in model_rows(path)]
+    rows = [row for argument in args.models for row in named_rows(argument)]
     cli.require(rows[0].vocab_file, f"MODEL {rows[0].label}: no {VOCAB_FILE} beside it to "
                                     "tokenize with; give its export folder instead")
     check_rows(rows, args, rows[0].vocab_file)
@@ -514,8 +532,8 @@ def write_outputs(output_dir, text, table, metric_name):
 def main(argv=None):
     parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="model folder, export folder or .onnx file; the first is the "
-                             "baseline")
+                        help="model folder, export folder or .onnx file, optionally named "
+                             "NAME=PATH; the first is the baseline")
     parser.add_argument("--task_name", help="GLUE task of the dev metric (with --data_dir)")
     parser.add_argument("--data_dir", help="the task's folder (dev.tsv)")
     parser.add_argument("--max_eval_examples", type=int, default=0,

@@ -144,3 +144,14 @@ def test_bad_input_is_one_line_naming_the_flag(world, tmp_path, capsys, argument
     assert status == 1
     assert lines[-1].startswith("deploy.benchmark: error: ") and flag in lines[-1]
     assert not out.exists()
+
+
+def test_named_models_are_shown_by_name(tmp_path):
+    write_tiny_model(tmp_path / "a", tiny_config())
+    status = benchmark.main([f"dense={tmp_path / 'a'}", f"again={tmp_path / 'a'}",
+                             "--iterations=1", "--batch_size=2", "--max_seq_length=8",
+                             f"--output_dir={tmp_path / 'out'}"])
+    assert status == 0
+    with open(tmp_path / "out" / "benchmark.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["model"] == "dense" and rows[-1]["model"] == "again"
