@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, cli, methods, modeling
+from bert import checkpoint, cli, distribution, methods, modeling
 from bert.classifier import classifier_head
 
 tf1 = tf.compat.v1
@@ -54,6 +54,7 @@ class InferenceSession:
     """One model's inference graph (logits), loaded once, ready to time."""
 
     def __init__(self, model: TimedModel, batch_size, seq_length):
+        distribution.log_devices()
         config = model.bert_config
         method_list = list(model.method_list)
         method_list += methods.from_config(config, exclude=method_list)

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime
 import tensorflow as tf
 
-from bert import checkpoint, cli, methods, modeling, tokenization
+from bert import checkpoint, cli, distribution, methods, modeling, tokenization
 from bert.classifier import classifier_head, convert_example
 from bert.errors import InputError, UsageError
 from bert.glue import InputExample
@@ -83,6 +83,7 @@ class TensorFlowRunner:
     """The model's logits in one TF session with [batch, length] placeholders, restored once."""
 
     def __init__(self, model: ModelFolder, threads=0):
+        distribution.log_devices()
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.inputs = [tf1.placeholder(tf.int32, [None, None], name) for name in INPUT_NAMES]
