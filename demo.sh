@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end with no download: all-MiniLM-L6-v2 from its pip package, a GLUE task
-# (downloaded if absent, else a small hand-written sample), fine-tune, then compress.
+# (downloaded if absent, else a small hand-written sample), fine-tune, compress, then ship
+# (export + one side-by-side benchmark).
 #   make demo                    # everything, a few minutes on 2 CPU cores
 #   METHODS="flop" make demo     # only FLOP after fine-tuning ("flop power_bert" by default)
 # Overridable: TASK GLUE_DIR OUTPUT_DIR MAX_TRAIN_EXAMPLES EPOCHS PRUNE_EPOCHS POWER_EPOCHS
@@ -106,6 +107,19 @@ if [ "$RUN_POWER" = 1 ]; then
     --BATCH_SIZE 32 --LR_SOFT_EXTRACT 0.02 --BENCHMARK_ITERATIONS 10
 fi
 
+step "8. ship: export (SavedModel, ONNX, INT8) and one benchmark of everything above"
+SHIP_DIR="$OUTPUT_DIR/$TASK/ship"
+BENCH_MODELS=("dense=$FINE_TUNED")
+if [ "$RUN_FLOP" = 1 ]; then BENCH_MODELS+=("flop_compact=$COMPACT"); fi
+if [ "$RUN_POWER" = 1 ]; then
+  POWER_MODEL="$POWER_DIR/3_retrain/model"
+  "$PYTHON" -m deploy.export --model_dir="$POWER_MODEL" --output_dir="$SHIP_DIR/power_export" \
+    --max_seq_length="$MAX_SEQ_LENGTH" --task_name="$TASK" --data_dir="$DATA_DIR"
+  BENCH_MODELS+=("power=$POWER_MODEL" "power=$SHIP_DIR/power_export")
+fi
+"$PYTHON" -m deploy.benchmark "${BENCH_MODELS[@]}" --task_name="$TASK" --data_dir="$DATA_DIR" \
+  --max_seq_length="$MAX_SEQ_LENGTH" --iterations=5 --output_dir="$SHIP_DIR/benchmark"
+
 step "summary"
 echo "fine-tuned dev metrics ($FINE_TUNED/eval_results.txt):"
 grep -E "^eval_[a-z_]+ = " "$FINE_TUNED/eval_results.txt"
@@ -113,6 +127,7 @@ if [ "$RUN_FLOP" = 1 ]; then
   echo "FLOP compact model: $COMPACT"
   cat "$COMPACT/info.txt"
 fi
+echo "benchmark: $SHIP_DIR/benchmark/benchmark.md (.csv, .png)"
 if [ "$RUN_POWER" = 1 ]; then
   echo "PoWER-BERT ($POWER_DIR/log_file.txt):"
   grep -A5 "PoWER-BERT on " "$POWER_DIR/log_file.txt" | tail -n 6 | cut -d' ' -f2-
