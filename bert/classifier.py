@@ -653,7 +653,7 @@ class Classifier:
                                   False)
 
     def hparams(self):
-        values = {key: value for key, value in dataclasses.asdict(self.settings).items()}
+        values = dataclasses.asdict(self.settings)
         for method in self.methods:
             values.update(method.hparams())
         values["methods"] = ",".join(method.name for method in self.methods) or "fine_tune"
