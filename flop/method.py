@@ -14,8 +14,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from bert import checkpoint, methods, modeling, optimization
-from bert.classifier import classifier_head
+from bert import checkpoint, methods, modeling, optimization, teacher
 from bert.errors import UsageError
 from flop.hardconcrete import HardConcrete
 
@@ -25,7 +24,6 @@ log = logging.getLogger("flop")
 SPARSITY_TOLERANCE = 0.02  # a "best" checkpoint must be this close to the target sparsity
 BEST_DIR = "best"
 BEST_EVAL_FILE = "best_eval.json"
-TEACHER_SCOPE = "teacher"
 LAMBDA_NAMES = ("lambda_1", "lambda_2")
 # The seed's TensorBoard tags of the multipliers (its graph named them twice).
 LAMBDA_TAG_ALIASES = ("lambda_1_1", "lambda_2_1")
@@ -90,57 +88,10 @@ def target_sparsity_schedule(global_step, target, warmup_steps):
     return target * progress
 
 
-def distillation_loss(student_logits, teacher_logits, temperature, is_regression):
-    """KL(teacher ‖ student) of the temperature-softened outputs, scaled by T² (Hinton et al.)
-    so its gradients keep their size across temperatures; MSE of the scores for regression."""
-    if is_regression:
-        return tf.reduce_mean(tf.square(student_logits - teacher_logits))
-    teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature)
-    student_log_probs = tf.nn.log_softmax(student_logits / temperature)
-    kl = tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs),
-                       axis=-1)
-    return temperature ** 2 * tf.reduce_mean(kl)
-
-
-def _frozen_local_getter(getter, *args, **kwargs):
-    """Teacher variables: never trained, and kept out of the student's checkpoints (LOCAL
-    variables are re-initialised from the teacher checkpoint in every session)."""
-    kwargs["trainable"] = False
-    kwargs["collections"] = [tf1.GraphKeys.LOCAL_VARIABLES]
-    return getter(*args, **kwargs)
-
-
-def load_teacher_variables(teacher_checkpoint, variables):
-    """Map ``teacher/<name>`` to ``<name>`` of the teacher checkpoint, strictly."""
-    prefix = checkpoint.resolve_checkpoint(teacher_checkpoint, flag="teacher_checkpoint")
-    stored = dict(tf.train.list_variables(prefix))
-    assignment, problems = {}, []
-    for variable in variables:
-        name = variable.op.name[len(TEACHER_SCOPE) + 1:]
-        if name not in stored:
-            problems.append(f"{name} missing")
-        elif list(stored[name]) != variable.shape.as_list():
-            problems.append(f"{name}: model {variable.shape.as_list()} vs checkpoint "
-                            f"{list(stored[name])}")
-        else:
-            assignment[name] = variable
-    if problems:
-        raise checkpoint.CheckpointMismatchError(
-            f"--teacher_checkpoint={teacher_checkpoint} does not match the teacher config: "
-            + "; ".join(problems))
-    tf1.train.init_from_checkpoint(prefix, assignment)
-
-
 def teacher_logits(settings, features, num_outputs):
     """The frozen un-pruned model's logits on the same batch."""
-    with tf1.variable_scope(TEACHER_SCOPE, custom_getter=_frozen_local_getter):
-        teacher = modeling.BertModel(settings.teacher_config, False, features["input_ids"],
-                                     features["input_mask"], features["segment_ids"])
-        logits = classifier_head(teacher.pooled_output, num_outputs, False)
-    load_teacher_variables(settings.teacher_checkpoint,
-                           [v for v in tf1.local_variables()
-                            if v.op.name.startswith(TEACHER_SCOPE + "/")])
-    return tf.stop_gradient(logits)
+    return teacher.build_teacher(settings.teacher_config, settings.teacher_checkpoint, features,
+                                 num_outputs).logits
 
 
 class FlopHooks(methods.GraphHooks):
@@ -195,7 +146,7 @@ class FlopHooks(methods.GraphHooks):
         extra = self.lagrangian + l2
         if graph.is_training:
             if settings.teacher_checkpoint:
-                distill = distillation_loss(
+                distill = teacher.soft_logit_loss(
                     graph.logits, teacher_logits(settings, graph.features,
                                                  int(graph.logits.shape[-1])),
                     settings.distill_temperature, graph.is_regression)

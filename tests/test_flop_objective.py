@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoint, classifier
+from bert import checkpoint, classifier, teacher
 from bert.errors import UsageError
 from conftest import REPO_ROOT
 from flop import factorize
@@ -134,8 +134,8 @@ def test_multipliers_descend_when_sparsity_is_below_target():
 def test_distillation_vanishes_when_student_matches_teacher():
     with tf.Graph().as_default():
         student = tf.constant([[1.0, -2.0, 0.5]])
-        loss = flop_run.distillation_loss(student, tf.constant([[1.0, -2.0, 0.5]]), 2.0, False)
-        other = flop_run.distillation_loss(student, tf.constant([[3.0, 0.0, 0.0]]), 2.0, False)
+        loss = teacher.soft_logit_loss(student, tf.constant([[1.0, -2.0, 0.5]]), 2.0, False)
+        other = teacher.soft_logit_loss(student, tf.constant([[3.0, 0.0, 0.0]]), 2.0, False)
         with tf1.Session() as session:
             value, gradient, other_gradient = session.run(
                 [loss, tf.gradients(loss, student)[0], tf.gradients(other, student)[0]])
