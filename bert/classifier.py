@@ -70,6 +70,7 @@ class ClassifierSettings:
     eval_batch_size: int = 8
     predict_batch_size: int = 8
     learning_rate: float = 5e-5
+    weight_decay: float = optimization.DEFAULT_WEIGHT_DECAY  # AdamW's decoupled decay rate
     num_train_epochs: float = 3.0
     num_train_steps: Optional[int] = None  # overrides epochs × examples / batch size when set
     warmup_proportion: float = 0.1
@@ -115,6 +116,8 @@ class ClassifierSettings:
                 raise UsageError(f"--{name}={getattr(self, name)}: must be positive")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise UsageError(f"--learning_rate={self.learning_rate}: must be a number >= 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"--weight_decay={self.weight_decay}: must be a number >= 0")
         if self.do_train and not self.num_train_epochs > 0:
             raise UsageError(f"--num_train_epochs={self.num_train_epochs}: must be positive")
         if not 0 <= self.warmup_proportion <= 1:
@@ -452,7 +455,8 @@ class StopOnSignalHook(tf1.train.SessionRunHook):
 def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_checkpoint,
                      num_train_steps, num_warmup_steps, learning_rate, method_list,
                      train_batch_size=32, log_every_n_steps=20, extra_training_hooks=(),
-                     classifier_dropout=CLASSIFIER_DROPOUT):
+                     classifier_dropout=CLASSIFIER_DROPOUT,
+                     weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
     """Estimator model_fn: BERT + head + every method's hooks, losses, groups and metrics.
 
     Under a strategy Estimator calls it once per replica; the optimizer then averages the
@@ -479,7 +483,7 @@ def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_che
             # The loss of the whole global batch: what the log and TensorBoard show.
             mean_loss = distribution.mean_over_replicas([total_loss])[0]
             train_op = _train_op(hooks, graph, task_loss, total_loss, learning_rate,
-                                 num_train_steps, num_warmup_steps, mean_loss)
+                                 num_train_steps, num_warmup_steps, mean_loss, weight_decay)
             progress = ProgressHook(mean_loss, num_train_steps, train_batch_size,
                                     log_every_n_steps)
             # Estimator sums the replicas' losses to report one, so each reports its share.
@@ -502,7 +506,7 @@ def _init_from_checkpoint(init_checkpoint, allow_missing):
 
 
 def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_steps,
-              num_warmup_steps, mean_loss=None):
+              num_warmup_steps, mean_loss=None, weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
     """The methods' own parameter groups plus one "model" group for every other variable.
     ``mean_loss``: the loss over all replicas, for TensorBoard (default ``total_loss``)."""
     schedule = methods.Schedule(num_train_steps, num_warmup_steps)
@@ -511,7 +515,8 @@ def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_step
     model_variables = ([v for v in tf1.trainable_variables() if v.op.name not in claimed]
                        if learning_rate > 0 else [])  # rate 0 freezes the model (FLOP's seed)
     groups.insert(0, optimization.ParamGroup("model", model_variables, learning_rate,
-                                             num_train_steps, num_warmup_steps))
+                                             num_train_steps, num_warmup_steps,
+                                             weight_decay=weight_decay))
     train_op, rates = optimization.create_train_op(total_loss, groups,
                                                    losses_by_group=losses_by_group)
     for group in groups:
@@ -608,7 +613,7 @@ class Classifier:
                                 self.task.is_regression, s.init_checkpoint,
                                 self.num_train_steps, self.num_warmup_steps, s.learning_rate,
                                 self.methods, s.train_batch_size, s.log_every_n_steps,
-                                extra_training_hooks, s.classifier_dropout)
+                                extra_training_hooks, s.classifier_dropout, s.weight_decay)
 
     def estimator(self, seed=None, extra_training_hooks=(), keep_checkpoint_max=None,
                   strategy=None):
@@ -669,8 +674,12 @@ class Classifier:
                          "and no --init_checkpoint was given")
 
     # Steps ----------------------------------------------------------------------------------
-    def train(self, max_steps=None, seed=None, exporters=(), keep_checkpoint_max=None):
+    def train(self, max_steps=None, seed=None, exporters=(), keep_checkpoint_max=None,
+              train_input=None):
         """Train to ``max_steps`` (default: all epochs), resuming from the last good checkpoint.
+
+        ``train_input`` replaces the task's training input_fn: a method whose hooks read extra
+        per-example features (e.g. TR-BERT's token importance) brings records that carry them.
 
         Returns the seconds spent. Raises Interrupted after saving the current step when a
         stop signal arrives, and TrainingDivergedError when the loss stops being finite.
@@ -682,9 +691,9 @@ class Classifier:
         max_steps = max_steps or self.num_train_steps
         stop_hook = StopOnSignalHook()
         estimator = self.estimator(seed, [stop_hook], keep_checkpoint_max, strategy)
-        train_input = self.task.input_fn("train", self.train_examples, s.train_batch_size,
-                                         True, s.max_train_examples,
-                                         s.seed if seed is None else seed)
+        train_input = train_input or self.task.input_fn(
+            "train", self.train_examples, s.train_batch_size, True, s.max_train_examples,
+            s.seed if seed is None else seed)
         log.info("training on %d examples to step %d (batch %d, %g epochs)",
                  len(self.train_examples), max_steps, s.train_batch_size, s.num_train_epochs)
         start = time.time()

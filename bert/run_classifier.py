@@ -13,7 +13,7 @@ import dataclasses
 
 from absl import flags
 
-from bert import cli, distribution, glue
+from bert import cli, distribution, glue, optimization
 from bert.classifier import Classifier, ClassifierSettings
 
 FLAGS = flags.FLAGS
@@ -44,6 +44,8 @@ def define_flags():
     flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
     flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak AdamW learning rate.")
+    flags.DEFINE_float("weight_decay", optimization.DEFAULT_WEIGHT_DECAY,
+                       "AdamW's decoupled weight decay rate (not on biases and LayerNorm).")
     flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
     flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear warm-up.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
