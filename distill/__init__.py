@@ -1,0 +1,1 @@
+"""Bort-style: sub-architecture search against measured latency, extraction from the teacher, distillation."""
