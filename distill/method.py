@@ -1,0 +1,204 @@
+"""Task distillation from a fine-tuned teacher as a method of the classifier.
+
+The training graph builds the frozen teacher (``bert.teacher``) on the student's batch and adds
+to the task loss: the soft-logit loss (Hinton et al.), a hidden-state MSE between each student
+layer and its mapped teacher layer, and an attention-map MSE between the same pairs (TinyBERT's
+intermediate-layer losses, Jiao et al. 2020). Student layer i (1-based; 0 is the embedding
+output) learns from teacher layer m(i) = round(i·L_t/L_s) unless a map is given. When the widths
+differ the student's states pass a learned linear projection; its variables live under
+``distill/`` at the graph root, train with the model and are never part of the student's model
+folder. Evaluation graphs are the student alone.
+"""
+import dataclasses
+import math
+import re
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+
+from bert import checkpoint, methods, modeling, teacher
+from bert.errors import UsageError
+
+tf1 = tf.compat.v1
+
+DISTILL_SCOPE = "distill"
+DEFAULT_TEMPERATURE = 1.0  # TinyBERT's prediction-layer value: a fine-tuned teacher is sharp
+DEFAULT_LOGIT_WEIGHT = 1.0
+DEFAULT_HIDDEN_WEIGHT = 1.0
+DEFAULT_ATTENTION_WEIGHT = 1.0
+DEFAULT_TASK_WEIGHT = 1.0
+SUMMARY_PREFIX = "distill_"
+HALF = 0.5  # round half up: round() would send 4.5 to 4 (banker's rounding)
+
+
+def uniform_layer_map(student_layers, teacher_layers):
+    """Teacher layer (1-based) of each student layer: m(i) = round(i·L_t/L_s), at least 1."""
+    return [max(1, int(math.floor(i * teacher_layers / student_layers + HALF)))
+            for i in range(1, student_layers + 1)]
+
+
+def parse_layer_map(text, flag="layer_map"):
+    """[2, 4, 6] from "2,4,6"; anything else is a UsageError naming ``--flag``."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--{flag}={text}: expected one teacher layer number per student "
+                         "layer, comma separated, e.g. 2,4,6") from None
+
+
+@dataclasses.dataclass
+class DistillSettings:
+    """The teacher and the weight of each loss term (the task loss included)."""
+    teacher_config: modeling.BertConfig
+    teacher_checkpoint: str
+    temperature: float = DEFAULT_TEMPERATURE
+    logit_weight: float = DEFAULT_LOGIT_WEIGHT
+    hidden_weight: float = DEFAULT_HIDDEN_WEIGHT
+    attention_weight: float = DEFAULT_ATTENTION_WEIGHT
+    task_weight: float = DEFAULT_TASK_WEIGHT
+    layer_map: Optional[Sequence[int]] = None  # teacher layer (1-based) per student layer
+
+    def validate(self, student_config):
+        """Refuse values no run can use, naming the flag; writes nothing."""
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise UsageError(f"--temperature={self.temperature}: must be a number > 0")
+        for name in ("logit_weight", "hidden_weight", "attention_weight", "task_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"--{name}={value}: must be a number >= 0")
+        if not (self.logit_weight or self.hidden_weight or self.attention_weight):
+            raise UsageError("--logit_weight, --hidden_weight and --attention_weight are all 0: "
+                             "nothing would be distilled")
+        if self.teacher_config.vocab_size != student_config.vocab_size:
+            raise UsageError(f"--teacher_model_dir: the teacher's vocab_size "
+                             f"{self.teacher_config.vocab_size} differs from the student's "
+                             f"{student_config.vocab_size}; both must read the same token ids")
+        self.pairs(student_config)
+
+    def pairs(self, student_config):
+        """(student layer, teacher layer) pairs, 1-based; the embeddings (0, 0) come first."""
+        student_layers = student_config.num_hidden_layers
+        teacher_layers = self.teacher_config.num_hidden_layers
+        mapped = (list(self.layer_map) if self.layer_map is not None
+                  else uniform_layer_map(student_layers, teacher_layers))
+        if len(mapped) != student_layers or not all(1 <= m <= teacher_layers for m in mapped):
+            raise UsageError(f"--layer_map={','.join(map(str, mapped))}: expected "
+                             f"{student_layers} teacher layer numbers (one per student layer), "
+                             f"each in [1, {teacher_layers}]")
+        return [(0, 0)] + list(zip(range(1, student_layers + 1), mapped))
+
+
+def _real_token_mask(features, like):
+    mask = features.get("input_mask")
+    if mask is None:
+        mask = tf.ones(tf.shape(like)[:2], tf.int32)
+    return tf.cast(mask, tf.float32)
+
+
+def hidden_state_loss(student_states, teacher_states, pairs, mask, initializer_range):
+    """Mean over the pairs of the per-element MSE on real tokens between the (projected)
+    student state and the teacher state. ``*_states``: embeddings, then every layer."""
+    tokens = tf.maximum(tf.reduce_sum(mask), 1.0)
+    losses = []
+    for student_index, teacher_index in pairs:
+        student, target = student_states[student_index], teacher_states[teacher_index]
+        width = int(target.shape[-1])
+        if int(student.shape[-1]) != width:
+            with tf1.variable_scope(DISTILL_SCOPE, reuse=tf1.AUTO_REUSE):
+                student = modeling.dense(student, width, f"hidden_projection_{student_index}",
+                                         initializer_range=initializer_range)
+        squared = tf.reduce_sum(tf.square(student - target), axis=-1) * mask
+        losses.append(tf.reduce_sum(squared) / (tokens * width))
+    return tf.add_n(losses) / len(losses)
+
+
+def attention_map_loss(student_probs, teacher_probs, pairs, mask):
+    """Mean over the layer pairs of ‖A_s − A_t‖² per real query row (summed over real keys, so
+    the term does not shrink with the sequence length), averaged over rows and heads; maps are
+    head-averaged when the head counts differ. ``*_probs``: [B, heads, S, S] per layer."""
+    query = mask[:, tf.newaxis, :, tf.newaxis]
+    key = mask[:, tf.newaxis, tf.newaxis, :]
+    rows = tf.maximum(tf.reduce_sum(mask), 1.0)
+    losses = []
+    for student_index, teacher_index in pairs:
+        if student_index == 0:
+            continue  # the embeddings have no attention
+        student = student_probs[student_index - 1]
+        target = teacher_probs[teacher_index - 1]
+        if student.shape[1] != target.shape[1]:
+            student = tf.reduce_mean(student, axis=1, keepdims=True)
+            target = tf.reduce_mean(target, axis=1, keepdims=True)
+        heads = int(student.shape[1])
+        squared = tf.reduce_sum(tf.square(student - target) * key * query)
+        losses.append(squared / (rows * heads))
+    return tf.add_n(losses) / len(losses) if losses else tf.constant(0.0)
+
+
+class DistillHooks(methods.GraphHooks):
+    """One graph's teacher and loss terms (training graphs only)."""
+
+    def __init__(self, settings: DistillSettings, bert_config):
+        self.settings = settings
+        self.bert_config = bert_config
+        self.terms = {}
+
+    def extra_loss(self, graph):
+        if not graph.is_training:
+            return tf.constant(0.0)
+        s = self.settings
+        taught = teacher.build_teacher(s.teacher_config, s.teacher_checkpoint, graph.features,
+                                       int(graph.logits.shape[-1]), flag="teacher_model_dir",
+                                       head=s.logit_weight > 0)
+        pairs = s.pairs(self.bert_config)
+        model = graph.model
+        mask = _real_token_mask(graph.features, model.embedding_output)
+        weighted: List[tf.Tensor] = []
+        if s.logit_weight:
+            self.terms["logit"] = teacher.soft_logit_loss(graph.logits, taught.logits,
+                                                          s.temperature, graph.is_regression)
+            weighted.append(s.logit_weight * self.terms["logit"])
+        if s.hidden_weight:
+            self.terms["hidden"] = hidden_state_loss(
+                [model.embedding_output] + model.all_encoder_layers, taught.hidden_states,
+                pairs, mask, self.bert_config.initializer_range)
+            weighted.append(s.hidden_weight * self.terms["hidden"])
+        if s.attention_weight:
+            self.terms["attention"] = attention_map_loss(model.all_attention_probs,
+                                                         taught.attention_probs, pairs, mask)
+            weighted.append(s.attention_weight * self.terms["attention"])
+        for name, value in self.terms.items():
+            tf1.summary.scalar(f"{SUMMARY_PREFIX}{name}_loss", value)
+        # The classifier adds the task loss with weight 1; this makes it task_weight.
+        task_loss = tf.reduce_mean(graph.per_example_loss)
+        return tf.add_n(weighted) + (s.task_weight - 1.0) * task_loss
+
+
+class DistillMethod(methods.Method):
+    """Soft logits, hidden states and attention maps of a frozen teacher."""
+    name = "distill"
+    allow_missing = (rf"^{DISTILL_SCOPE}/",)
+
+    def __init__(self, settings: DistillSettings):
+        self.settings = settings
+
+    def build(self, bert_config, is_training):
+        return DistillHooks(self.settings, bert_config)
+
+    def hparams(self):
+        values = dataclasses.asdict(self.settings)
+        values.pop("teacher_config")
+        values["layer_map"] = ",".join(map(str, values["layer_map"] or [])) or "uniform"
+        return values
+
+
+def write_student_folder(training_checkpoint, model_dir, config, vocab_file, keep, step,
+                         source, flags=None):
+    """The student's weights of a training checkpoint as a plain model folder: only variables
+    matching a ``keep`` regex (no projections, no optimizer state), with the checkpoint's global
+    step so evaluations of the folder log at the trained step."""
+    values = checkpoint.read_checkpoint(training_checkpoint)
+    kept = {name: value for name, value in values.items()
+            if any(re.search(pattern, name) for pattern in keep)}
+    kept["global_step"] = tf.train.load_checkpoint(training_checkpoint).get_tensor("global_step")
+    return checkpoint.write_model_folder(model_dir, config, vocab_file, kept, step=step,
+                                         source=source, flags=flags)

@@ -1,0 +1,172 @@
+"""Distil a fine-tuned teacher into a student on a GLUE task: Google's flags plus the losses'.
+
+    python -m distill.run_distill --task_name=MRPC --do_train --do_eval \\
+        --data_dir=glue/MRPC --init_checkpoint=students/MRPC_3x \\
+        --teacher_model_dir=runs/compress_MRPC/1_fine_tune/model \\
+        --learning_rate=1e-4 --num_train_epochs=3 --output_dir=distill_outputs/MRPC_3x
+
+--init_checkpoint is the student's model folder (e.g. what distill.extract wrote); its
+bert_config.json and vocab are used unless --bert_config_file / --vocab_file say otherwise.
+--output_dir keeps the Estimator's checkpoints (re-running the same command resumes) and
+TensorBoard events (one scalar per loss term: distill_logit_loss, distill_hidden_loss,
+distill_attention_loss, task_loss); at the end --output_dir/model is a plain model folder of the
+student (no teacher, no projections) and eval_results.txt holds its dev metrics. Without
+--do_train the given model is evaluated (and predicted) as it is: the dev metric of an extracted
+student before any distillation.
+"""
+import os
+
+import tensorflow as tf
+from absl import flags
+
+from bert import checkpoint, cli, glue, modeling
+from bert import run_classifier as google_flags
+from bert.classifier import CONFIG_FILE, HEAD_VARIABLES, Classifier, write_hparams_summary
+from bert.errors import UsageError
+from distill.method import (DEFAULT_ATTENTION_WEIGHT, DEFAULT_HIDDEN_WEIGHT,
+                            DEFAULT_LOGIT_WEIGHT, DEFAULT_TASK_WEIGHT, DEFAULT_TEMPERATURE,
+                            DistillMethod, DistillSettings, parse_layer_map,
+                            write_student_folder)
+
+FLAGS = flags.FLAGS
+PROGRAM = "distill.run_distill"
+MODEL_DIR = "model"
+STUDENT_VARIABLES = (r"^bert/",) + HEAD_VARIABLES  # what the student's model folder holds
+ESTIMATOR_CHECKPOINTS = "model.ckpt-*"
+HEAD_KERNEL = "output_weights"  # Google's classifier head: one row per label
+LOSS_FLAGS = ("temperature", "logit_weight", "hidden_weight", "attention_weight", "task_weight",
+              "layer_map")
+
+
+def define_distill_flags():
+    """The teacher and the loss weights (shared with distill.sweep)."""
+    flags.DEFINE_string("teacher_model_dir", None, "Model folder of the fine-tuned teacher "
+                        "(bert_config.json, checkpoint with its classifier head).")
+    flags.DEFINE_float("temperature", DEFAULT_TEMPERATURE, "Softmax temperature of the "
+                       "soft-logit loss (regression tasks use the MSE of the scores).")
+    flags.DEFINE_float("logit_weight", DEFAULT_LOGIT_WEIGHT, "Weight of the soft-logit loss.")
+    flags.DEFINE_float("hidden_weight", DEFAULT_HIDDEN_WEIGHT,
+                       "Weight of the hidden-state MSE (embeddings and every mapped layer).")
+    flags.DEFINE_float("attention_weight", DEFAULT_ATTENTION_WEIGHT,
+                       "Weight of the attention-map MSE of the mapped layers.")
+    flags.DEFINE_float("task_weight", DEFAULT_TASK_WEIGHT, "Weight of the task loss.")
+    flags.DEFINE_string("layer_map", None, "Teacher layer (1-based) of each student layer, "
+                        "comma separated, e.g. 2,4,6 (default: uniform, round(i*L_t/L_s)).")
+
+
+def define_flags():
+    google_flags.define_flags()
+    define_distill_flags()
+
+
+def model_folder_files(init_checkpoint, bert_config_file, vocab_file):
+    """The config and vocab flags, defaulting to those inside the --init_checkpoint folder."""
+    folder = init_checkpoint if init_checkpoint and os.path.isdir(init_checkpoint) else None
+    if not bert_config_file:
+        cli.require(folder, "--bert_config_file is required when --init_checkpoint is not a "
+                            "model folder")
+        bert_config_file = cli.require_file(os.path.join(folder, CONFIG_FILE), "init_checkpoint",
+                                            "a model folder with bert_config.json")
+    if not vocab_file:
+        cli.require(folder, "--vocab_file is required when --init_checkpoint is not a model "
+                            "folder")
+        try:
+            vocab_file = checkpoint.find_vocab(folder)
+        except FileNotFoundError as error:
+            raise UsageError(f"--init_checkpoint: {error}") from None
+    return bert_config_file, vocab_file
+
+
+def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
+    """(config, checkpoint prefix) of a teacher model folder."""
+    cli.require_dir(teacher_model_dir, flag, "the fine-tuned teacher's model folder")
+    config = modeling.BertConfig.from_json_file(cli.require_file(
+        os.path.join(teacher_model_dir, CONFIG_FILE), flag,
+        "a model folder with bert_config.json"))
+    try:
+        return config, checkpoint.resolve_checkpoint(teacher_model_dir, flag=flag)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+
+
+def check_teacher_head(teacher_prefix, num_labels, flag="teacher_model_dir"):
+    """The teacher must be fine-tuned on this task: a head with one row per label."""
+    stored = checkpoint.list_checkpoint(teacher_prefix)
+    rows = stored.get(HEAD_KERNEL, [None])[0]
+    cli.require(rows == num_labels, f"--{flag}: the teacher's classifier head has {rows} "
+                                    f"outputs, the task needs {num_labels} (a teacher "
+                                    "fine-tuned on this task is expected)")
+
+
+def distill_method(settings, student_config, teacher_model_dir, **loss_values):
+    """The DistillMethod of a classifier run, checked against the student and the task.
+    ``loss_values``: the LOSS_FLAGS by name."""
+    settings.validate(student_config)
+    cli.require(teacher_model_dir, "--teacher_model_dir is required with --do_train")
+    teacher_config, teacher_prefix = load_teacher(teacher_model_dir)
+    layer_map = loss_values.pop("layer_map")
+    distill_settings = DistillSettings(
+        teacher_config=teacher_config, teacher_checkpoint=teacher_prefix,
+        layer_map=parse_layer_map(layer_map) if layer_map else None, **loss_values)
+    distill_settings.validate(student_config)
+    labels = glue.get_processor(settings.task_name).get_labels()
+    check_teacher_head(teacher_prefix, 1 if labels is None else len(labels))
+    return DistillMethod(distill_settings)
+
+
+def train_to_model_folder(classifier, step, keep_checkpoints=True):
+    """Train (resuming from output_dir), write output_dir/model, evaluate and predict with it.
+
+    The folder is evaluated as any later user reads it: from its own config and checkpoint.
+    ``keep_checkpoints=False`` then removes the Estimator checkpoints (a sweep keeps only the
+    model folders). Returns the eval result (None without do_eval).
+    """
+    s = classifier.settings
+    write_hparams_summary(s.output_dir, classifier.hparams())
+    seconds = classifier.train()
+    model_dir = os.path.join(s.output_dir, MODEL_DIR)
+    write_student_folder(tf.train.latest_checkpoint(s.output_dir), model_dir,
+                         classifier.bert_config, s.vocab_file, STUDENT_VARIABLES, step=step,
+                         source=s.init_checkpoint, flags=classifier.hparams())
+    prefix = checkpoint.resolve_checkpoint(model_dir)
+    result = (classifier.evaluate(checkpoint_path=prefix, train_seconds=seconds)
+              if s.do_eval else None)
+    if s.do_predict:
+        classifier.predict(checkpoint_path=prefix)
+    if not keep_checkpoints:
+        drop_training_checkpoints(s.output_dir)
+    return result
+
+
+def drop_training_checkpoints(output_dir):
+    """Weights + Adam moments are three times the model; the model folder is what flows on.
+    Events stay for TensorBoard."""
+    for path in tf.io.gfile.glob(os.path.join(output_dir, ESTIMATOR_CHECKPOINTS)):
+        tf.io.gfile.remove(path)
+    state_file = os.path.join(output_dir, checkpoint.STATE_FILE)
+    if tf.io.gfile.exists(state_file):
+        tf.io.gfile.remove(state_file)
+
+
+def run_distillation():
+    config_file, vocab_file = model_folder_files(FLAGS.init_checkpoint, FLAGS.bert_config_file,
+                                                 FLAGS.vocab_file)
+    settings = google_flags.settings_from_flags(bert_config_file=config_file,
+                                                vocab_file=vocab_file)
+    if not settings.do_train:
+        Classifier(settings).run()  # the given model as it is
+        return
+    method = distill_method(settings, settings.model_config(), FLAGS.teacher_model_dir,
+                            **{name: FLAGS[name].value for name in LOSS_FLAGS})
+    train_to_model_folder(Classifier(settings, [method]), step="distill/run_distill")
+
+
+main = cli.absl_main(PROGRAM, run_distillation)  # what app.run calls (tests call it directly)
+
+
+def console_main():
+    cli.run_absl(PROGRAM, define_flags, run_distillation)
+
+
+if __name__ == "__main__":
+    console_main()
