@@ -76,16 +76,20 @@ class DistillSettings:
         self.pairs(student_config)
 
     def pairs(self, student_config):
-        """(student layer, teacher layer) pairs, 1-based; the embeddings (0, 0) come first."""
-        student_layers = student_config.num_hidden_layers
-        teacher_layers = self.teacher_config.num_hidden_layers
-        mapped = (list(self.layer_map) if self.layer_map is not None
-                  else uniform_layer_map(student_layers, teacher_layers))
-        if len(mapped) != student_layers or not all(1 <= m <= teacher_layers for m in mapped):
-            raise UsageError(f"--layer_map={','.join(map(str, mapped))}: expected "
-                             f"{student_layers} teacher layer numbers (one per student layer), "
-                             f"each in [1, {teacher_layers}]")
-        return [(0, 0)] + list(zip(range(1, student_layers + 1), mapped))
+        return layer_pairs(student_config.num_hidden_layers,
+                           self.teacher_config.num_hidden_layers, self.layer_map)
+
+
+def layer_pairs(student_layers, teacher_layers, layer_map=None):
+    """(student layer, teacher layer) pairs, 1-based; the embeddings (0, 0) come first.
+    ``layer_map``: the teacher layer of each student layer (default: uniform)."""
+    mapped = (list(layer_map) if layer_map is not None
+              else uniform_layer_map(student_layers, teacher_layers))
+    if len(mapped) != student_layers or not all(1 <= m <= teacher_layers for m in mapped):
+        raise UsageError(f"--layer_map={','.join(map(str, mapped))}: expected "
+                         f"{student_layers} teacher layer numbers (one per student layer), "
+                         f"each in [1, {teacher_layers}]")
+    return [(0, 0)] + list(zip(range(1, student_layers + 1), mapped))
 
 
 def _real_token_mask(features, like):

@@ -1,0 +1,193 @@
+"""Pre-training distillation: masked-LM instances made by Google's recipe, one-line errors for
+bad text, and a few MLM + hidden-state distillation steps whose losses fall."""
+import glob
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import checkpoint, modeling, tokenization
+from bert.classifier import HEAD_VARIABLES, classifier_head
+from conftest import REPO_ROOT
+from distill.pretraining import MaskingSettings, create_instances, read_documents
+from tiny_bert import WORDS, tiny_config, write_small_model, write_tiny_model, write_vocab
+
+tf1 = tf.compat.v1
+
+SEQ = 32
+PREDICTIONS = 6
+TIMEOUT = 300
+TRAIN_STEPS = 40
+SPECIAL_IDS = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] lead the tiny vocab
+# A few fixed sentences: a text whose masked pieces a tiny model can learn to predict.
+LEARNABLE = ["the cat sat .", "a dog is very good .", "it was a dull plot .",
+             "the film was great fun ."]
+
+
+def write_text(path, documents=12, sentences=5, seed=0, learnable=False):
+    """Sentences of the tiny vocab's words (random ones, or LEARNABLE's), a blank line between
+    documents."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(documents):
+        lines += [rng.choice(LEARNABLE) if learnable else
+                  " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) + " ."
+                  for _ in range(sentences)] + [""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def make_instances(tmp_path, seed, dupe_factor=8):
+    vocab = write_vocab(tmp_path)
+    tokenizer = tokenization.FullTokenizer(vocab)
+    documents = read_documents([str(write_text(tmp_path / "text.txt", documents=30))],
+                               tokenizer)
+    settings = MaskingSettings(max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS,
+                               dupe_factor=dupe_factor, random_seed=seed)
+    return create_instances(documents, tokenizer, settings), tokenizer
+
+
+def test_masking_follows_the_recipe(tmp_path):
+    instances, tokenizer = make_instances(tmp_path, seed=3)
+    mask_id, cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[MASK]", "[CLS]", "[SEP]"])
+    counts = {"mask": 0, "kept": 0, "random": 0}
+    predicted = pieces = 0
+    for instance in instances:
+        ids, real = np.array(instance["input_ids"]), sum(instance["input_mask"])
+        assert len(ids) == SEQ and ids[0] == cls_id and ids[real - 1] == sep_id
+        assert not np.any(ids[real:]) and sum(instance["segment_ids"]) == 0
+        weights = instance["masked_lm_weights"]
+        count = int(sum(weights))
+        positions = instance["masked_lm_positions"][:count]
+        assert weights == [1.0] * count + [0.0] * (PREDICTIONS - count)
+        assert count == min(PREDICTIONS, max(1, int(round((real - 2) * 0.15))))
+        assert positions == sorted(set(positions)) and 1 <= positions[0]
+        assert positions[-1] <= real - 2  # never [CLS], [SEP] or padding
+        for position, original in zip(positions, instance["masked_lm_ids"]):
+            assert original >= SPECIAL_IDS  # the label is the real piece
+            kind = ("mask" if ids[position] == mask_id else
+                    "kept" if ids[position] == original else "random")
+            counts[kind] += 1
+        predicted += count
+        pieces += real - 2
+    total = sum(counts.values())
+    assert total > 500
+    # 80/10/10 (a random piece equals the original ~1 time in 25 here, counted as kept)
+    assert abs(counts["mask"] / total - 0.8) < 0.05, counts
+    assert abs(counts["kept"] / total - 0.1) < 0.05, counts
+    assert abs(counts["random"] / total - 0.1) < 0.05, counts
+    assert abs(predicted / pieces - 0.15) < 0.03
+    again, _ = make_instances(tmp_path, seed=3)
+    other, _ = make_instances(tmp_path, seed=4)
+    assert again == instances and other != instances
+
+
+def run(command, *args):
+    return subprocess.run([sys.executable, "-m", "distill.pretraining", command]
+                          + [str(a) for a in args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def assert_one_line_error(process, program, named):
+    assert process.returncode == 1, process.stderr[-2000:]
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{program}: error:") and named in last, last
+    assert "Traceback" not in process.stderr
+
+
+@pytest.mark.parametrize("case", ["bad_bytes", "bad_flag"])
+def test_bad_text_or_flag_is_one_line(tmp_path, case):
+    text = write_text(tmp_path / "text.txt", documents=2)
+    flags = [f"--input_file={text}", f"--vocab_file={write_vocab(tmp_path)}",
+             f"--output_file={tmp_path / 'out.tfrecord'}"]
+    if case == "bad_bytes":
+        lines = text.read_bytes().split(b"\n")
+        lines[2] = b"a good \xff\xfe film ."
+        text.write_bytes(b"\n".join(lines))
+        named = f"{text}:3:"
+    else:
+        flags.append("--masked_lm_prob=1.5")
+        named = "--masked_lm_prob"
+    process = run("create_pretraining_data", *flags)
+    assert_one_line_error(process, "distill.pretraining create_pretraining_data", named)
+    assert not (tmp_path / "out.tfrecord").exists()
+
+
+def scalars(folder, tag):
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf1.train.summary_iterator(path):
+            found += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+    return [value for _, value in sorted(found)]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Data from a small text, then TRAIN_STEPS of distillation from a 2-layer teacher into a
+    1-layer, 8-wide student."""
+    root = tmp_path_factory.mktemp("pretrain")
+    write_small_model(root / "teacher", num_layers=2)
+    student = tiny_config(hidden_size=8, num_hidden_layers=1, intermediate_size=16,
+                          max_position_embeddings=64)
+    write_tiny_model(root / "student", student, num_labels=0)
+    text = write_text(root / "text.txt", documents=20, learnable=True)
+    made = run("create_pretraining_data", f"--input_file={text}",
+               f"--vocab_file={root / 'student' / 'vocab.txt'}",
+               f"--output_file={root / 'data.tfrecord'}", f"--max_seq_length={SEQ}",
+               f"--max_predictions_per_seq={PREDICTIONS}", "--dupe_factor=3")
+    assert made.returncode == 0, made.stderr[-2000:]
+    flags = [f"--input_file={root / 'data.tfrecord'}", f"--init_checkpoint={root / 'student'}",
+             f"--teacher_model_dir={root / 'teacher'}", f"--output_dir={root / 'run'}",
+             f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
+             f"--num_train_steps={TRAIN_STEPS}", "--train_batch_size=8",
+             "--learning_rate=3e-3", "--log_every_n_steps=2"]
+    trained = run("run_pretraining_distillation", *flags)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return root, student, flags
+
+
+def test_pretraining_distillation_losses_fall(pretrained):
+    root, _, _ = pretrained
+    for tag in ("mlm_loss", "distill_hidden_loss"):
+        values = scalars(root / "run", tag)
+        assert len(values) >= TRAIN_STEPS // 4, tag
+        assert np.mean(values[-5:]) < 0.8 * np.mean(values[:5]), (tag, values)
+
+
+def test_student_encoder_folder_fine_tunes(pretrained):
+    root, student, _ = pretrained
+    model_dir = root / "run" / "model"
+    names = set(checkpoint.list_checkpoint(str(model_dir))) - {"global_step"}
+    assert names and all(name.startswith("bert/") for name in names), sorted(names)
+    assert any(name.startswith("cls/predictions/") for name in
+               checkpoint.list_checkpoint(str(root / "run")))  # the head trained, stays behind
+    config = modeling.BertConfig.from_json_file(str(model_dir / "bert_config.json"))
+    assert config.to_dict() == student.to_dict()
+    with tf.Graph().as_default():  # what fine-tuning builds: encoder from the folder, new head
+        model = modeling.BertModel(config, False, tf1.placeholder(tf.int32, [None, SEQ]))
+        classifier_head(model.pooled_output, 2, False)
+        loaded, _ = checkpoint.init_from_checkpoint(str(model_dir), HEAD_VARIABLES)
+    assert set(loaded) == names
+
+
+@pytest.mark.parametrize("flag, named", [("--max_seq_length=16", "--max_seq_length=16"),
+                                         ("--hidden_weight=-1", "--hidden_weight")])
+def test_bad_training_flag_is_one_line(pretrained, tmp_path, flag, named):
+    _, _, flags = pretrained
+    flags = [f for f in flags if not f.startswith("--output_dir")]
+    process = run("run_pretraining_distillation", *flags, f"--output_dir={tmp_path / 'o'}",
+                  flag)
+    assert_one_line_error(process, "distill.pretraining run_pretraining_distillation", named)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("script", ["distill-pretraining-data", "distill-pretrain"])
+def test_console_scripts_refuse_a_bad_flag(script):
+    path = os.path.join(os.path.dirname(sys.executable), script)
+    process = subprocess.run([path, "--no_such_flag=1"], capture_output=True, text=True,
+                             timeout=TIMEOUT)
+    assert process.returncode == 1 and "no_such_flag" in process.stderr.strip().splitlines()[-1]
