@@ -172,14 +172,11 @@ def test_rerun_continues_from_the_checkpoint(distilled):
     assert steps == sorted(set(steps))  # no step trained twice
 
 
-@pytest.mark.parametrize("flag, named", [("--temperature=0", "--temperature"),
-                                         ("--layer_map=1,2", "--layer_map"),
-                                         ("--no_such_flag=1", "no_such_flag")])
-def test_bad_flag_is_one_line(distilled, tmp_path, flag, named):
+def test_bad_flag_is_one_line(distilled, tmp_path):
     root, flags = distilled
     flags = [f for f in flags if not f.startswith("--output_dir")]
-    process = run_distill(*flags, f"--output_dir={tmp_path / 'bad'}", flag)
+    process = run_distill(*flags, f"--output_dir={tmp_path / 'bad'}", "--layer_map=1,2")
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
-    assert lines[-1].startswith("distill.run_distill: error:") and named in lines[-1], lines[-3:]
-    assert "Traceback" not in process.stderr
+    assert lines[-1].startswith("distill.run_distill: error: --layer_map=1,2"), lines[-3:]
+    assert "Traceback" not in process.stderr and not (tmp_path / "bad").exists()
