@@ -128,7 +128,7 @@ class ImportanceMass:
                      + self.importance.ffn_blocks[layer]
                      * self.neurons[layer][sizes.intermediate_size])
         share = kept / self.total if self.total > 0 else 1.0
-        return 1.0 - self.hidden[sizes.hidden_size] * share
+        return max(0.0, 1.0 - self.hidden[sizes.hidden_size] * share)  # no rounding below 0
 
 
 # Pareto fronts (pure) -----------------------------------------------------------------------------
