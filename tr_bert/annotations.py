@@ -11,6 +11,7 @@ the task's cached train features, with a json beside it naming those features (t
 so a stage refuses annotations of other examples or another sequence length). Training zips
 them with the train features before shuffling, so every example meets its own values.
 """
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ log = logging.getLogger("tr_bert")
 IMPORTANCE_FILE = "token_importance.tf_record"
 LOGITS_FILE = "teacher_logits.tf_record"
 KEY_SUFFIX = ".json"
+VOCAB_KEY = "vocab"
 LOG_EVERY_N_BATCHES = 50
 
 
@@ -42,25 +44,29 @@ class RecordingSelector:
         return hidden, input_mask
 
 
-def features_key(record_file):
-    """The cache key of the task's train features (written beside them by bert.classifier)."""
+def features_key(record_file, vocab_file):
+    """What the task's train features were made from: bert.classifier's cache key beside them,
+    with the vocabulary's content instead of its path (every stage's model folder has a copy)."""
     with open(record_file + KEY_SUFFIX, encoding="utf-8") as handle:
-        return json.load(handle)
+        key = json.load(handle)
+    with open(vocab_file, "rb") as handle:
+        key[VOCAB_KEY] = hashlib.sha1(handle.read()).hexdigest()
+    return key
 
 
-def is_current(annotation_file, record_file):
+def is_current(annotation_file, record_file, vocab_file):
     """True when ``annotation_file`` exists and was made for the features in ``record_file``."""
     key_file = annotation_file + KEY_SUFFIX
     if not (os.path.isfile(annotation_file) and os.path.isfile(key_file)):
         return False
     with open(key_file, encoding="utf-8") as handle:
-        return json.load(handle) == features_key(record_file)
+        return json.load(handle) == features_key(record_file, vocab_file)
 
 
-def require_current(annotation_file, record_file, flag, stage_flag):
+def require_current(annotation_file, record_file, vocab_file, flag, stage_flag):
     if not os.path.isfile(annotation_file):
         raise UsageError(f"--{flag}: {annotation_file} not found; run {stage_flag} first")
-    if not is_current(annotation_file, record_file):
+    if not is_current(annotation_file, record_file, vocab_file):
         raise UsageError(f"--{flag}: {annotation_file} was made for other training features "
                          f"(--max_train_examples, --max_seq_length or the data changed); run "
                          f"{stage_flag} again with this run's flags")
@@ -86,8 +92,8 @@ def _write_records(path, name, arrays, key):
     modeling.write_text_atomic(path + KEY_SUFFIX, json.dumps(key, sort_keys=True))
 
 
-def annotate(bert_config, checkpoint_prefix, task, record_file, batch_size, importance_file=None,
-             logits_file=None):
+def annotate(bert_config, checkpoint_prefix, task, record_file, vocab_file, batch_size,
+             importance_file=None, logits_file=None):
     """Run the model over the train features once; write the requested annotation files."""
     num_outputs = task.num_labels
     importance, logits = [], []
@@ -119,7 +125,7 @@ def annotate(bert_config, checkpoint_prefix, task, record_file, batch_size, impo
                 batches += 1
                 if batches % LOG_EVERY_N_BATCHES == 0:
                     log.info("annotated %d batches", batches)
-    key = features_key(record_file)
+    key = features_key(record_file, vocab_file)
     if importance_file:
         _write_records(importance_file, IMPORTANCE_FEATURE, np.concatenate(importance), key)
         log.info("wrote %s", importance_file)

@@ -37,7 +37,8 @@ from bert import run_classifier as google_flags
 from bert.classifier import Classifier, EVAL_RESULTS_FILE, format_eval_results
 from bert.errors import UsageError
 from tr_bert import annotations
-from tr_bert.method import (BASELINE_SCOPE, BASELINES, CONFIG_KEY, DEFAULT_POLICY_HIDDEN_SIZE,
+from tr_bert.method import (BASELINE_SCOPE, BASELINES, CONFIG_KEY, DEFAULT_ALPHA,
+                            DEFAULT_POLICY_HIDDEN_SIZE, DEFAULT_POLICY_LEARNING_RATE,
                             DEFAULT_REDUCTION_LAYERS, FLOPS_SHARE_METRIC, GUIDE_ATTENTION,
                             GUIDE_IMPORTANCE, IMPORTANCE_FEATURE, JOINT, KEPT_SHARE_METRIC,
                             MOVING_AVERAGE, POLICY_ONLY, TEACHER_LOGITS_FEATURE, TrBertMethod,
@@ -72,7 +73,7 @@ def define_flags():
     flags.DEFINE_bool("train_rl", False, "With --do_train: train the policy alone (REINFORCE).")
     flags.DEFINE_bool("train_both", False, "With --do_train: train BERT and the policy together.")
     flags.DEFINE_bool("train_teacher", False, "With --train_both: distil eval_logits' logits.")
-    flags.DEFINE_float("alpha", 1.0, "Length penalty: reward = log p(gold) − alpha × kept share.")
+    flags.DEFINE_float("alpha", DEFAULT_ALPHA, "Length penalty: reward = log p(gold) − alpha × kept share.")
     flags.DEFINE_float("guide_rate", 0.5, "Share of --train_rl steps that imitate the "
                        "residual guide instead of following the reward.")
     flags.DEFINE_float("guide_mass", 0.9, "A guide keeps the fewest tokens holding this share "
@@ -81,7 +82,7 @@ def define_flags():
                       "0-based encoder layers after whose attention block tokens are dropped.")
     flags.DEFINE_integer("policy_hidden_size", DEFAULT_POLICY_HIDDEN_SIZE,
                          "Width of the policy network's hidden layer.")
-    flags.DEFINE_float("policy_learning_rate", 1e-3, "Peak learning rate of the policy.")
+    flags.DEFINE_float("policy_learning_rate", DEFAULT_POLICY_LEARNING_RATE, "Peak learning rate of the policy.")
     flags.DEFINE_enum("baseline", MOVING_AVERAGE, BASELINES, "REINFORCE baseline: moving "
                       "average of the batch-mean reward, or the batch mean itself.")
     flags.DEFINE_float("distill_weight", 1.0, "Weight of the distillation loss (--train_teacher).")
@@ -236,12 +237,12 @@ def run_annotations(run):
     if FLAGS.do_eval_logits:
         wanted["logits_file"] = annotation_file(None, EVAL_LOGITS, annotations.LOGITS_FILE)
     todo = {name: path for name, path in wanted.items()
-            if not annotations.is_current(path, record_file)}
+            if not annotations.is_current(path, record_file, run.vocab_file)}
     for path in set(wanted.values()) - set(todo.values()):
         log.info("%s is up to date, skipped", path)
     if todo:
         annotations.annotate(run.bert_config, run.init_prefix, classifier.task, record_file,
-                             FLAGS.eval_batch_size, **todo)
+                             run.vocab_file, FLAGS.eval_batch_size, **todo)
 
 
 def method_settings(stage, num_layers):
@@ -258,16 +259,18 @@ def method_settings(stage, num_layers):
                           distill_temperature=FLAGS.distill_temperature, **common)
 
 
-def stage_annotations(settings, record_file):
+def stage_annotations(settings, record_file, vocab_file):
     """{feature: (file, values per example)} the stage's training input must carry."""
     needed = {}
     if settings.guide == GUIDE_IMPORTANCE and settings.guide_rate > 0:
         path = annotation_file(FLAGS.guide_dir, EVAL_GRAD, annotations.IMPORTANCE_FILE)
-        annotations.require_current(path, record_file, "guide_dir", "--do_eval_grad")
+        annotations.require_current(path, record_file, vocab_file, "guide_dir",
+                                    "--do_eval_grad")
         needed[IMPORTANCE_FEATURE] = path
     if settings.distill_weight > 0:
         path = annotation_file(FLAGS.logits_dir, EVAL_LOGITS, annotations.LOGITS_FILE)
-        annotations.require_current(path, record_file, "logits_dir", "--do_eval_logits")
+        annotations.require_current(path, record_file, vocab_file, "logits_dir",
+                                    "--do_eval_logits")
         needed[TEACHER_LOGITS_FEATURE] = path
     return needed
 
@@ -302,7 +305,7 @@ def run_training_stage(run, stage):
                             [TrBertMethod(settings)], config_methods=False,
                             bert_config=training_config)
     record_file = run.train_records(classifier)
-    needed = stage_annotations(settings, record_file)
+    needed = stage_annotations(settings, record_file, run.vocab_file)
     train_input = None
     if needed:
         sizes = {IMPORTANCE_FEATURE: run.bert_config.num_hidden_layers * FLAGS.max_seq_length,
