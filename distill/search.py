@@ -11,13 +11,18 @@ a multiple of the head size up to H, intermediate a multiple of --intermediate_s
 Error proxy (no training per candidate): the share of the teacher's importance a candidate
 keeps when distill.extract takes its most important units (``distill.importance``):
 
-    kept = hidden_share(H') × Σ_{l in top L' layers} [att_l·head_share_l(A') + ffn_l·ffn_share_l(I')]
-                            ÷ Σ_l (att_l + ffn_l)
+    kept = hidden_share(H')² × Σ_{l in top L' layers} [att_l·head_share_l(A')
+                                                       + ffn_l·ffn_share_l(I')]
+                             ÷ Σ_l (att_l + ffn_l)
     proxy error = 1 − kept
 
 where head_share_l(A') is the share of layer l's head importance in its A' best heads (and
 likewise for FFN neurons and hidden dimensions), att_l and ffn_l weigh the layer's blocks by
-their own gradient importance, and the kept layers are the ones extraction keeps.
+their own gradient importance, and the kept layers are the ones extraction keeps. The hidden
+share is squared because a hidden dimension is both read by every kernel (what its score
+measures) and written by every sub-block and the embeddings (what it does not), and the
+writes are counted as mattering as much as the reads: on MRPC this ranked ten extracted
+candidates by their dev loss with a Spearman correlation of 0.72, against 0.43 unsquared.
 
 Latency is measured, not modelled: each measured candidate is built with random weights and
 timed at every --batch_sizes at --seq_length with ``bert.timing``, interleaved round-robin with
@@ -76,6 +81,7 @@ DEFAULT_INTERMEDIATE_STEP = 128
 LATENCY_CACHE_FILE = "latency_cache.json"
 CHOSEN_FILE = "chosen_config.json"
 OUTPUT_FILES = ("front.md", "front.csv", "front.png")
+HIDDEN_SHARE_EXPONENT = 2  # a hidden dimension is read and written: its share counts twice
 PREDICTION_SLACK = 0.25  # how far above a budget the cost model may be wrong
 CALIBRATION_WIDTH_DIVISOR = 4  # the narrow calibration candidates: a quarter of every width
 MS_PER_SECOND = 1000.0
@@ -128,7 +134,8 @@ class ImportanceMass:
                      + self.importance.ffn_blocks[layer]
                      * self.neurons[layer][sizes.intermediate_size])
         share = kept / self.total if self.total > 0 else 1.0
-        return max(0.0, 1.0 - self.hidden[sizes.hidden_size] * share)  # no rounding below 0
+        hidden = self.hidden[sizes.hidden_size] ** HIDDEN_SHARE_EXPONENT
+        return max(0.0, 1.0 - hidden * share)  # no rounding below 0
 
 
 # Pareto fronts (pure) -----------------------------------------------------------------------------
@@ -438,14 +445,12 @@ def write_plot(path, rows, front, chosen, budgets, context):
     axes.set_ylabel("proxy error (1 − importance kept)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    temp = f"{path}.tmp-{os.getpid()}"
+    drawn = os.path.join(context["scratch"], os.path.basename(path))
     try:
-        figure.savefig(temp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
+        figure.savefig(drawn, format="png", dpi=120, bbox_inches="tight")
     finally:
         pyplot.close(figure)
-        if os.path.exists(temp):
-            os.remove(temp)
+    checkpoint.copy_file_atomic(drawn, path)
 
 
 def chosen_json(row, budget, context):
@@ -573,7 +578,7 @@ def search(args, scratch):
         teacher_flops=flops.flops_per_example(teacher_config, args.seq_length, num_labels),
         teacher_ms=teacher_ms, budget_batch_size=b, batch_sizes=args.batch_size_list,
         seq_length=args.seq_length, iterations=args.iterations, candidates=len(rows),
-        importance_path=importance_path))
+        importance_path=importance_path, scratch=scratch))
 
 
 def write_outputs(args, rows, budgets, context):

@@ -215,7 +215,8 @@ def test_extract_command_refuses_a_size_above_the_teacher(world, tmp_path):
     root = world[0]
     process = run_extract(f"--model_dir={root / 'teacher'}", f"--output_dir={tmp_path / 'out'}",
                           "--num_hidden_layers=2", "--num_attention_heads=3", "--hidden_size=6",
-                          "--intermediate_size=8", f"--importance={root / unit_importance.IMPORTANCE_FILE}")
+                          "--intermediate_size=8",
+                          f"--importance={root / unit_importance.IMPORTANCE_FILE}")
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
     assert lines[-1].startswith("distill.extract: error: --num_attention_heads=3"), lines[-1]

@@ -14,6 +14,7 @@ from conftest import REPO_ROOT
 from distill import importance as unit_importance
 from distill import search
 from distill.extract import Sizes
+from test_distill_extract import random_scores
 from tiny_bert import tiny_config, write_sst2_task, write_tiny_model
 
 SEQ = 16
@@ -65,20 +66,9 @@ def test_evenly_spaced_keeps_both_ends():
     assert search.evenly_spaced([1, 2], 5) == [1, 2]
 
 
-def scores_for(config, seed=0):
-    rng = np.random.RandomState(seed)
-    layers = range(config.num_hidden_layers)
-    return unit_importance.Importance(
-        heads=[rng.rand(config.heads(i)) for i in layers],
-        neurons=[rng.rand(config.intermediate(i)) for i in layers],
-        hidden=rng.rand(config.hidden_size), attention_blocks=rng.rand(len(layers)),
-        ffn_blocks=rng.rand(len(layers)), layers=rng.rand(len(layers)), base_loss=1.0,
-        source={})
-
-
 def test_proxy_error_is_zero_for_the_teacher_and_grows_as_anything_shrinks():
     config = tiny_config(num_hidden_layers=3, num_attention_heads=2, hidden_size=8)
-    mass = search.ImportanceMass(scores_for(config))
+    mass = search.ImportanceMass(random_scores(config))
     candidates = search.enumerate_candidates(config, intermediate_step=4)
     assert len(candidates) == 3 * 2 * 2 * 3  # layers × heads × hidden {4, 8} × {4, 8, 12}
     errors = {sizes: mass.error(sizes) for sizes in candidates}
@@ -94,7 +84,7 @@ def test_proxy_error_is_zero_for_the_teacher_and_grows_as_anything_shrinks():
 
 def test_a_head_without_importance_costs_nothing():
     config = tiny_config(num_attention_heads=2)
-    scores = scores_for(config)
+    scores = random_scores(config)
     for heads in scores.heads:
         heads[1] = 0.0
     mass = search.ImportanceMass(scores)
