@@ -67,6 +67,7 @@ EXPORT_SOURCE = "source_model_dir"  # export.json's key naming the exported mode
 SYNTHETIC_SENTENCES = 256
 SYNTHETIC_MIN_WORDS = 4
 SYNTHETIC_SEED = 0
+SINGLE_SPECIAL_TOKENS = 2  # [CLS] text [SEP]
 LATENCY_PERCENTILES = (50, 90)
 MS_PER_SECOND = 1000.0
 BYTES_PER_MB = 1e6
@@ -216,6 +217,22 @@ def dev_pairs(args):
     return pairs, np.array([label_ids[example.label] for example in examples])
 
 
+def long_texts(tokenizer, pairs, max_seq_length):
+    """Consecutive dev texts (both sentences of a pair) joined until each input fills
+    max_seq_length tokens: real text of any length, for models whose cost depends on it."""
+    budget = max_seq_length - SINGLE_SPECIAL_TOKENS
+    texts, words, tokens = [], [], 0
+    for pair in pairs:
+        for text in filter(None, pair):
+            words.append(text)
+            tokens += len(tokenizer.tokenize(text))
+            if tokens >= budget:
+                texts.append((" ".join(words), None))
+                words, tokens = [], 0
+    cli.require(texts, f"--long_inputs: the dev split has fewer than {budget} tokens in all")
+    return texts
+
+
 def synthetic_pairs(tokenizer, vocab_file, max_seq_length):
     """Random-length sentences of the vocabulary's whole words (see the module docstring)."""
     tokens = tokenizer.convert_ids_to_tokens(range(tokenization.vocab_size(vocab_file)))
@@ -232,7 +249,12 @@ def make_inputs(args, vocab_file, timed_calls):
     """Batches of --batch_size (each padded to its longest) and single sentences, encoded with
     the baseline's vocabulary; only as many singles as the latency runs use."""
     tokenizer = tokenization.create_tokenizer(vocab_file, args.do_lower_case)
-    if args.task_name:
+    if args.long_inputs:
+        pairs, labels = long_texts(tokenizer, dev_pairs(args)[0], args.max_seq_length), None
+        description = (f"{len(pairs)} texts of {args.max_seq_length} tokens, each consecutive "
+                       f"{glue.get_processor(args.task_name).name} dev sentences joined (no "
+                       "labels, no dev metric)")
+    elif args.task_name:
         pairs, labels = dev_pairs(args)
         description = f"{len(pairs)} {glue.get_processor(args.task_name).name} dev sentences"
     else:
@@ -408,6 +430,8 @@ def validate(args):
     cli.require(bool(args.task_name) == bool(args.data_dir),
                 "--task_name and --data_dir go together (give both for a dev metric, or "
                 "neither for synthetic sentences)")
+    cli.require(args.task_name or not args.long_inputs,
+                "--long_inputs joins dev sentences: give --task_name and --data_dir")
     if args.task_name:
         glue.canonical_task_name(args.task_name)
         cli.require_dir(args.data_dir, "data_dir", "the task's folder with dev.tsv")
@@ -498,6 +522,12 @@ def run(args):
         if row.bert_config is not None:
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
                                                 row.num_labels)
+    dynamic = [row.shown for row in rows
+               if row.bert_config is not None and flops.is_dynamic(row.bert_config)]
+    if dynamic:
+        notes.append(f"FLOPs of {', '.join(dynamic)}: the dense count, an upper bound; TR-BERT "
+                     "keeps tokens per input (its stage's eval_results.txt gives the measured "
+                     "flops_share on dev).")
     inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
     for row in rows:
         if row.bert_config is not None:
@@ -511,7 +541,8 @@ def run(args):
         for runner in runners:
             runner.close()
     table = records(rows)
-    metric_name = glue.get_processor(args.task_name).primary_metric if args.task_name else None
+    metric_name = (glue.get_processor(args.task_name).primary_metric
+                   if inputs.labels is not None else None)
     text = markdown(table, args, inputs, metric_name, notes)
     print(text, end="")
     if args.output_dir:
@@ -546,6 +577,9 @@ def main(argv=None):
                         help="intra-op threads of every engine")
     parser.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=True,
                         help="lower-case before WordPiece, as uncased vocabularies need")
+    parser.add_argument("--long_inputs", action="store_true",
+                        help="time inputs of max_seq_length tokens made of consecutive dev "
+                             "sentences joined (no dev metric): how speed-ups grow with length")
     parser.add_argument("--output_dir", help="where benchmark.md/.csv/.png go (default: print "
                                              "only)")
     parser.add_argument("--reference_onnx", help="export folder of the first model folder "

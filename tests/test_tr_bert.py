@@ -17,6 +17,7 @@ NUM_LAYERS = 3
 REDUCTION_LAYERS = (0, 2)
 POLICY_WIDTH = 4
 TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4
 NUM_LABELS = 2
 
 
@@ -263,3 +264,26 @@ def test_model_folder_reloads_from_its_config_alone(weights, tmp_path):
         by_hand = run_with_values(by_hand, values)
     np.testing.assert_allclose(from_folder, by_hand, atol=TOLERANCE)
     assert kept.min() < mask.sum(axis=1).max()  # the folder's policy did drop tokens
+
+
+def test_onnx_export_gives_tensorflow_logits(weights, tmp_path):
+    """deploy.export's ONNX conversion keeps the per-example gather: same logits, batches
+    whose examples keep different numbers of tokens."""
+    from deploy import export, inference  # the one package that combines methods
+
+    config, values = weights
+    config = config.copy()
+    config.extra[tr_method.CONFIG_KEY] = {"reduction_layers": list(REDUCTION_LAYERS),
+                                          "policy_hidden_size": POLICY_WIDTH}
+    write_tiny_model(tmp_path / "model", config, values)
+    model = inference.load_model_folder(str(tmp_path / "model"))
+    runner = inference.TensorFlowRunner(model)
+    onnx_file = str(tmp_path / "model.onnx")
+    with export.quiet_converters():
+        export.write_onnx(runner, onnx_file)
+    onnx_runner = inference.OnnxRunner(onnx_file)
+    for seed in range(3):
+        inputs = example_inputs(config.vocab_size, seed=seed)
+        np.testing.assert_allclose(onnx_runner(*inputs), runner(*inputs),
+                                   atol=ONNX_TOLERANCE)
+    runner.close()

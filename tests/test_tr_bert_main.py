@@ -100,3 +100,19 @@ def test_bad_flag_is_one_line(stages, tmp_path):
     assert lines[-1] == f"{PROGRAM}: error: --alpha=-1.0: must be in [0, inf]", lines[-1]
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_long_input_benchmark_times_dense_and_tr_bert(stages, capsys):
+    from deploy import benchmark  # the one package that combines methods
+
+    status = benchmark.main([f"dense={stages / 'model'}",
+                             f"tr_bert={stages / 'out' / 'train_rl' / 'model'}",
+                             "--task_name=SST-2", f"--data_dir={stages / 'data'}",
+                             "--long_inputs", f"--max_seq_length={SEQ}", "--iterations=2",
+                             "--batch_size=4"])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert f"texts of {SEQ} tokens" in text and "FLOPs of tr_bert: the dense count" in text
+    rows = [line for line in text.splitlines() if line.startswith("| dense") or
+            line.startswith("| tr_bert")]
+    assert len(rows) == 2 and all("| – |" in row for row in rows)  # no labels, no dev metric
