@@ -269,15 +269,21 @@ def run(args):
     saved_path = os.path.join(args.output_dir, unit_importance.IMPORTANCE_FILE)
     importance, importance_path = unit_importance.importance_for(
         args, args.model_dir, teacher, values, vocab, saved_path)
+    # Scores computed here, or found here by an earlier run, go into the new folder.
+    own = importance_path in (None, os.path.abspath(saved_path))
+    if not own and importance.source.get("model_dir") != os.path.abspath(args.model_dir):
+        log.warning("the importance in %s was computed for %s, not for --model_dir=%s",
+                    importance_path, importance.source.get("model_dir"), args.model_dir)
     config, student, selection = extract(teacher, values, importance, sizes)
     kept = selection.to_dict()
-    flags = dict(dataclasses.asdict(sizes), importance=importance_path or saved_path,
+    flags = dict(dataclasses.asdict(sizes),
+                 importance=os.path.abspath(saved_path) if own else importance_path,
                  kept_layers=kept["layers"], kept_heads=kept["heads"])
     checkpoint.write_model_folder(
         args.output_dir, config, vocab, student, step=PROGRAM,
         source=os.path.abspath(args.model_dir), flags=flags,
         extra_files={EXTRACTION_FILE: json.dumps(kept) + "\n"})
-    if importance_path is None:
+    if own:
         importance.save(saved_path)
     params = modeling.count_parameters(value.shape for value in student.values())
     print(f"extracted {args.output_dir}: {sizes.num_hidden_layers} layers "

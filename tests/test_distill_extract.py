@@ -193,11 +193,11 @@ def run_extract(*args):
 def test_extract_command_writes_a_model_folder_and_its_dev_metric(world, tmp_path):
     root = world[0]
     out = tmp_path / "student"
-    process = run_extract(f"--model_dir={root / 'teacher'}", f"--output_dir={out}",
-                          "--num_hidden_layers=2", "--num_attention_heads=1", "--hidden_size=6",
-                          "--intermediate_size=8", "--task_name=SST-2",
-                          f"--data_dir={root / 'data'}", f"--max_seq_length={SEQ}",
-                          f"--importance_examples={EXAMPLES}")
+    flags = [f"--model_dir={root / 'teacher'}", f"--output_dir={out}", "--num_hidden_layers=2",
+             "--num_attention_heads=1", "--hidden_size=6", "--intermediate_size=8",
+             "--task_name=SST-2", f"--data_dir={root / 'data'}", f"--max_seq_length={SEQ}",
+             f"--importance_examples={EXAMPLES}"]
+    process = run_extract(*flags)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "dev eval_accuracy right after extraction" in process.stdout
     for name in ("bert_config.json", "vocab.txt", "provenance.json", "extraction.json",
@@ -209,6 +209,11 @@ def test_extract_command_writes_a_model_folder_and_its_dev_metric(world, tmp_pat
     assert all(heads == [1 - ZEROED_HEAD] for heads in kept["heads"])
     config = modeling.BertConfig.from_json_file(str(out / "bert_config.json"))
     assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (2, 6, 8)
+    # The same command again rewrites the folder from the scores it left there.
+    again = run_extract(*flags)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "importance: reusing" in again.stderr and (out / "importance.npz").is_file()
+    assert json.loads((out / "extraction.json").read_text()) == kept
 
 
 def test_extract_command_refuses_a_size_above_the_teacher(world, tmp_path):
