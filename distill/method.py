@@ -11,12 +11,14 @@ folder. Evaluation graphs are the student alone.
 """
 import dataclasses
 import math
+import os
 import re
 from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from bert import checkpoint, methods, modeling, teacher
+from bert import checkpoint, cli, methods, modeling, teacher
+from bert.classifier import CONFIG_FILE
 from bert.errors import UsageError
 
 tf1 = tf.compat.v1
@@ -28,6 +30,8 @@ DEFAULT_HIDDEN_WEIGHT = 1.0
 DEFAULT_ATTENTION_WEIGHT = 1.0
 DEFAULT_TASK_WEIGHT = 1.0
 SUMMARY_PREFIX = "distill_"
+LAYER_MAP_HELP = ("Teacher layer (1-based) of each student layer, comma separated, e.g. 2,4,6 "
+                  "(default: uniform, round(i*L_t/L_s)).")
 HALF = 0.5  # round half up: round() would send 4.5 to 4 (banker's rounding)
 
 
@@ -35,6 +39,18 @@ def uniform_layer_map(student_layers, teacher_layers):
     """Teacher layer (1-based) of each student layer: m(i) = round(i·L_t/L_s), at least 1."""
     return [max(1, int(math.floor(i * teacher_layers / student_layers + HALF)))
             for i in range(1, student_layers + 1)]
+
+
+def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
+    """(config, checkpoint prefix) of a teacher's model folder; UsageError naming ``--flag``."""
+    cli.require_dir(teacher_model_dir, flag, "the teacher's model folder")
+    config = modeling.BertConfig.from_json_file(cli.require_file(
+        os.path.join(teacher_model_dir, CONFIG_FILE), flag,
+        "a model folder with bert_config.json"))
+    try:
+        return config, checkpoint.resolve_checkpoint(teacher_model_dir, flag=flag)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
 
 
 def parse_layer_map(text, flag="layer_map"):

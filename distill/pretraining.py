@@ -30,16 +30,15 @@ import sys
 import time
 from typing import List, Optional
 
-import numpy as np
 import tensorflow as tf
 from absl import flags
 
 from bert import checkpoint, cli, modeling, optimization, teacher, tokenization
 from bert.classifier import CONFIG_FILE, ProgressHook, StopOnSignalHook
 from bert.errors import InputError, Interrupted, UsageError
-from distill.method import (DEFAULT_HIDDEN_WEIGHT, DISTILL_SCOPE, SUMMARY_PREFIX,
-                            hidden_state_loss, layer_pairs, parse_layer_map,
-                            write_student_folder)
+from distill.method import (DEFAULT_HIDDEN_WEIGHT, DISTILL_SCOPE, LAYER_MAP_HELP,
+                            SUMMARY_PREFIX, hidden_state_loss, layer_pairs, load_teacher,
+                            parse_layer_map, write_student_folder)
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
@@ -474,8 +473,7 @@ def define_train_flags():
     flags.DEFINE_float("mlm_weight", DEFAULT_MLM_WEIGHT, "Weight of the masked-LM loss.")
     flags.DEFINE_float("hidden_weight", DEFAULT_HIDDEN_WEIGHT,
                        "Weight of the hidden-state distillation loss.")
-    flags.DEFINE_string("layer_map", None, "Teacher layer (1-based) of each student layer, "
-                        "comma separated (default: uniform, round(i*L_t/L_s)).")
+    flags.DEFINE_string("layer_map", None, LAYER_MAP_HELP)
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
     flags.DEFINE_integer("keep_checkpoint_max", 3, "Checkpoints kept in output_dir.")
     flags.DEFINE_integer("log_every_n_steps", 20, "Progress and TensorBoard interval (steps).")
@@ -489,13 +487,8 @@ def run_pretraining_distillation():
     cli.require(config_file, "--bert_config_file is required without a model folder as "
                              "--init_checkpoint")
     cli.require_file(config_file, "bert_config_file", "the student's bert_config.json")
-    cli.require_dir(FLAGS.teacher_model_dir, "teacher_model_dir", "the teacher's model folder")
-    teacher_config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(FLAGS.teacher_model_dir, CONFIG_FILE), "teacher_model_dir",
-        "a model folder with bert_config.json"))
+    teacher_config, teacher_prefix = load_teacher(FLAGS.teacher_model_dir)
     try:
-        teacher_prefix = checkpoint.resolve_checkpoint(FLAGS.teacher_model_dir,
-                                                       flag="teacher_model_dir")
         if init:
             checkpoint.resolve_checkpoint(init)
         vocab_file = FLAGS.vocab_file or checkpoint.find_vocab(folder or FLAGS.teacher_model_dir)

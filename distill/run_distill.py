@@ -19,14 +19,14 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, glue, modeling
+from bert import checkpoint, cli, glue
 from bert import run_classifier as google_flags
 from bert.classifier import CONFIG_FILE, HEAD_VARIABLES, Classifier, write_hparams_summary
 from bert.errors import UsageError
 from distill.method import (DEFAULT_ATTENTION_WEIGHT, DEFAULT_HIDDEN_WEIGHT,
                             DEFAULT_LOGIT_WEIGHT, DEFAULT_TASK_WEIGHT, DEFAULT_TEMPERATURE,
-                            DistillMethod, DistillSettings, parse_layer_map,
-                            write_student_folder)
+                            LAYER_MAP_HELP, DistillMethod, DistillSettings, load_teacher,
+                            parse_layer_map, write_student_folder)
 
 FLAGS = flags.FLAGS
 PROGRAM = "distill.run_distill"
@@ -50,8 +50,7 @@ def define_distill_flags():
     flags.DEFINE_float("attention_weight", DEFAULT_ATTENTION_WEIGHT,
                        "Weight of the attention-map MSE of the mapped layers.")
     flags.DEFINE_float("task_weight", DEFAULT_TASK_WEIGHT, "Weight of the task loss.")
-    flags.DEFINE_string("layer_map", None, "Teacher layer (1-based) of each student layer, "
-                        "comma separated, e.g. 2,4,6 (default: uniform, round(i*L_t/L_s)).")
+    flags.DEFINE_string("layer_map", None, LAYER_MAP_HELP)
 
 
 def define_flags():
@@ -75,18 +74,6 @@ def model_folder_files(init_checkpoint, bert_config_file, vocab_file):
         except FileNotFoundError as error:
             raise UsageError(f"--init_checkpoint: {error}") from None
     return bert_config_file, vocab_file
-
-
-def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
-    """(config, checkpoint prefix) of a teacher model folder."""
-    cli.require_dir(teacher_model_dir, flag, "the fine-tuned teacher's model folder")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(teacher_model_dir, CONFIG_FILE), flag,
-        "a model folder with bert_config.json"))
-    try:
-        return config, checkpoint.resolve_checkpoint(teacher_model_dir, flag=flag)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
 
 
 def check_teacher_head(teacher_prefix, num_labels, flag="teacher_model_dir"):

@@ -1,6 +1,5 @@
 """Pre-training distillation: masked-LM instances made by Google's recipe, one-line errors for
 bad text, and a few MLM + hidden-state distillation steps whose losses fall."""
-import glob
 import os
 import random
 import subprocess
@@ -14,7 +13,8 @@ from bert import checkpoint, modeling, tokenization
 from bert.classifier import HEAD_VARIABLES, classifier_head
 from conftest import REPO_ROOT
 from distill.pretraining import MaskingSettings, create_instances, read_documents
-from tiny_bert import WORDS, tiny_config, write_small_model, write_tiny_model, write_vocab
+from test_distill_method import scalars
+from tiny_bert import WORDS, random_weights, tiny_config, write_tiny_model, write_vocab
 
 tf1 = tf.compat.v1
 
@@ -22,6 +22,7 @@ SEQ = 32
 PREDICTIONS = 6
 TIMEOUT = 300
 TRAIN_STEPS = 40
+TEACHER_SEED = 0  # seeded weights: the initialisers draw new ones in every run
 SPECIAL_IDS = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] lead the tiny vocab
 # A few fixed sentences: a text whose masked pieces a tiny model can learn to predict.
 LEARNABLE = ["the cat sat .", "a dog is very good .", "it was a dull plot .",
@@ -117,20 +118,15 @@ def test_bad_text_or_flag_is_one_line(tmp_path, case):
     assert not (tmp_path / "out.tfrecord").exists()
 
 
-def scalars(folder, tag):
-    found = []
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf1.train.summary_iterator(path):
-            found += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
-    return [value for _, value in sorted(found)]
-
-
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """Data from a small text, then TRAIN_STEPS of distillation from a 2-layer teacher into a
     1-layer, 8-wide student."""
     root = tmp_path_factory.mktemp("pretrain")
-    write_small_model(root / "teacher", num_layers=2)
+    teacher = tiny_config(hidden_size=16, num_hidden_layers=2, intermediate_size=32,
+                          max_position_embeddings=64)
+    write_tiny_model(root / "teacher", teacher, random_weights(teacher, num_labels=0,
+                                                               seed=TEACHER_SEED))
     student = tiny_config(hidden_size=8, num_hidden_layers=1, intermediate_size=16,
                           max_position_embeddings=64)
     write_tiny_model(root / "student", student, num_labels=0)
@@ -153,7 +149,7 @@ def pretrained(tmp_path_factory):
 def test_pretraining_distillation_losses_fall(pretrained):
     root, _, _ = pretrained
     for tag in ("mlm_loss", "distill_hidden_loss"):
-        values = scalars(root / "run", tag)
+        values = [value for _, value in scalars(root / "run", tag)]
         assert len(values) >= TRAIN_STEPS // 4, tag
         assert np.mean(values[-5:]) < 0.8 * np.mean(values[:5]), (tag, values)
 
