@@ -23,7 +23,6 @@ code) used when a flag is not given:
   task      LR_BERT  LR_SOFT_EXTRACT  LAMBDA   BATCH_SIZE  MAX_SEQ_LENGTH
 {table}
 """
-import datetime
 import logging
 import os
 import shlex
@@ -31,7 +30,7 @@ import sys
 
 import tensorflow as tf
 
-from bert import checkpoint, cli, distribution, glue, methods, modeling, timing
+from bert import checkpoint, cli, distribution, glue, methods, modeling, stages, timing
 from bert.classifier import (HEAD_VARIABLES, TEST_RESULTS_FILE, Classifier, ClassifierSettings,
                              classifier_head)
 from bert.errors import UsageError
@@ -42,7 +41,7 @@ tf1 = tf.compat.v1
 log = logging.getLogger("power_bert")
 
 PROGRAM = "power_bert.main"
-LOG_FILE = "log_file.txt"
+LOG_FILE = stages.LOG_FILE
 FEATURES_DIR = "features"
 DEFAULT_EPOCHS = 3
 DEFAULT_SEED = 12345
@@ -250,19 +249,6 @@ def check_checkpoint_matches(bert_config, checkpoint_prefix, num_labels, max_seq
 
 
 # The run --------------------------------------------------------------------------------------
-class RunLog:
-    """Appends timestamped lines to OUTPUT_DIR/log_file.txt and echoes them to the console."""
-
-    def __init__(self, output_dir):
-        self.path = os.path.join(output_dir, LOG_FILE)
-
-    def __call__(self, line):
-        log.info("%s", line)
-        stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {line}\n")
-
-
 def _provenance(args):
     return {key: value for key, value in vars(args).items()
             if key.isupper() or key in ("checkpoint", "retention")}
@@ -294,7 +280,7 @@ def run(args, argv):
                              args.MAX_SEQ_LENGTH, HEAD_VARIABLES if args.training else ())
     plan = _step_plan(args, bert_config) if args.training else None
     os.makedirs(args.OUTPUT_DIR, exist_ok=True)
-    log_line = RunLog(args.OUTPUT_DIR)
+    log_line = stages.RunLog(args.OUTPUT_DIR, log)
     log_line(f"=== {PROGRAM} {shlex.join(argv)}")
     log_line("settings: " + ", ".join(f"{flag}={getattr(args, flag)}" for flag in (
         "TASK", "EPOCH", "BATCH_SIZE", "LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "MAX_SEQ_LENGTH",
@@ -326,7 +312,7 @@ def _step_plan(args, bert_config):
     plan = list(zip((os.path.join(args.OUTPUT_DIR, name) for name in STEP_FOLDERS),
                     (base, search, search)))
     for folder, settings in plan:
-        steps.check_settings(folder, settings)
+        stages.check_settings(folder, settings, "--OUTPUT_DIR")
     return plan
 
 

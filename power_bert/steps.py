@@ -19,8 +19,8 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from bert import checkpoint, methods, modeling
+from bert.stages import read_json, start_stage, write_json
 from bert.classifier import Classifier, ClassifierSettings
-from bert.errors import UsageError
 from power_bert import token_selectors
 from power_bert.method import RETENTION_SUM_METRIC
 
@@ -32,13 +32,8 @@ LOG_EVERY_N_STEPS = 20
 TRAINING_DIR = "training"
 MODEL_DIR = "model"
 PROGRESS_FILE = "progress.json"
-SETTINGS_FILE = "settings.json"
 STEP_DONE_FILE = "step.json"
 SOFT_RETENTION_FILE = "soft_retention.json"
-
-
-class SettingsChangedError(UsageError):
-    """A step folder was started with other settings than this run's."""
 
 
 # Running a step ---------------------------------------------------------------------------------
@@ -80,30 +75,6 @@ class Step:
     export: Optional[Callable] = None
 
 
-def read_json(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def write_json(path, value):
-    modeling.write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-def check_settings(folder, settings):
-    """Refuse to continue a step folder that was started with other settings."""
-    stored = read_json(os.path.join(folder, SETTINGS_FILE))
-    if stored is None or stored == settings:
-        return
-    changed = sorted(key for key in set(stored) | set(settings)
-                     if stored.get(key) != settings.get(key))
-    details = ", ".join(f"{key}: {stored.get(key)!r} -> {settings.get(key)!r}"
-                        for key in changed)
-    raise SettingsChangedError(f"{folder} was made with other settings ({details}); use "
-                               "a new --OUTPUT_DIR or delete that folder")
-
-
 def completed_result(step):
     """The step's step.json if the step finished with this run's settings, else None."""
     done = read_json(os.path.join(step.folder, STEP_DONE_FILE))
@@ -131,9 +102,7 @@ def run_step(run, step):
         run.log_line(f"{step.title}: already complete ({run.metric_name} "
                      f"{done['best_metric']:.4f}), skipped")
         return done
-    check_settings(step.folder, step.settings)
-    os.makedirs(step.folder, exist_ok=True)
-    write_json(os.path.join(step.folder, SETTINGS_FILE), step.settings)
+    start_stage(step.folder, step.settings, "--OUTPUT_DIR")
     training_dir = os.path.join(step.folder, TRAINING_DIR)
     model_dir = os.path.join(step.folder, MODEL_DIR)
     progress_file = os.path.join(step.folder, PROGRESS_FILE)

@@ -24,7 +24,6 @@ architecture under "tr_bert"), <stage>/eval_results.txt (dev metrics, kept share
 layer, FLOPs share) and <stage>/log_file.txt; TensorBoard events are in <stage>/training/.
 """
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, distribution, modeling
+from bert import checkpoint, cli, distribution, modeling, stages
 from bert import run_classifier as google_flags
 from bert.classifier import Classifier, EVAL_RESULTS_FILE, format_eval_results
 from bert.errors import UsageError
@@ -53,8 +52,6 @@ TRAIN_INIT, TRAIN_RL, TRAIN_BOTH, EVAL = "train_init", "train_rl", "train_both",
 FEATURES_DIR = "features"
 TRAINING_DIR = "training"
 MODEL_DIR = "model"
-LOG_FILE = "log_file.txt"
-SETTINGS_FILE = "settings.json"
 STAGE_DONE_FILE = "stage.json"
 CONFIG_FILE = "bert_config.json"
 # The imitation stage's guide is followed on every step: it has no reward to learn from.
@@ -157,40 +154,6 @@ def model_files():
 
 
 # Stages -----------------------------------------------------------------------------------------
-class StageLog:
-    """Timestamped lines in <stage>/log_file.txt, echoed to the console."""
-
-    def __init__(self, folder):
-        os.makedirs(folder, exist_ok=True)
-        self.path = os.path.join(folder, LOG_FILE)
-
-    def __call__(self, line):
-        log.info("%s", line)
-        stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {line}\n")
-
-
-def read_json(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def check_stage_settings(folder, settings):
-    """A stage folder continues only with the settings it was started with."""
-    path = os.path.join(folder, SETTINGS_FILE)
-    stored = read_json(path)
-    if stored is not None and stored != settings:
-        changed = sorted(key for key in set(stored) | set(settings)
-                         if stored.get(key) != settings.get(key))
-        raise UsageError(f"{folder} was started with other settings ({', '.join(changed)} "
-                         "changed); use another --output_dir or delete that folder")
-    os.makedirs(folder, exist_ok=True)
-    modeling.write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
 def format_result(result, metric_name):
     """'eval_accuracy 0.8125, kept_share 0.6120, flops_share 0.7003, ...'."""
     first = [metric_name, KEPT_SHARE_METRIC, FLOPS_SHARE_METRIC]
@@ -286,12 +249,12 @@ def run_training_stage(run, stage):
         **{name: FLAGS[name].value for name in (
             "task_name", "max_seq_length", "max_train_examples", "train_batch_size",
             "num_train_epochs", "learning_rate", "seed")}}))
-    done = read_json(os.path.join(folder, STAGE_DONE_FILE))
+    done = stages.read_json(os.path.join(folder, STAGE_DONE_FILE))
     if done and done["settings"] == stage_settings:
         log.info("%s is complete (%s), skipped", folder, done["summary"])
         return done
-    check_stage_settings(folder, stage_settings)
-    stage_log = StageLog(folder)
+    stages.start_stage(folder, stage_settings, "--output_dir")
+    stage_log = stages.RunLog(folder, log)
     training_config = run.bert_config.copy()
     overrides = {}
     if policy_only:
@@ -326,8 +289,7 @@ def run_training_stage(run, stage):
     stage_log(f"{stage} dev: {summary} -> {model_dir}")
     done = {"settings": stage_settings, "summary": summary, "model_dir": model_dir,
             "result": {key: float(value) for key, value in result.items()}}
-    modeling.write_text_atomic(os.path.join(folder, STAGE_DONE_FILE),
-                               json.dumps(done, indent=2, sort_keys=True) + "\n")
+    stages.write_json(os.path.join(folder, STAGE_DONE_FILE), done)
     drop_training_checkpoints(training_dir)
     return done
 
@@ -358,7 +320,7 @@ def run_evaluation(run):
     folder = os.path.join(FLAGS.output_dir, EVAL)
     classifier = Classifier(run.settings(folder, do_eval=True))
     result = classifier.evaluate(checkpoint_path=run.init_prefix)
-    StageLog(folder)(f"eval of {FLAGS.init_checkpoint}: "
+    stages.RunLog(folder, log)(f"eval of {FLAGS.init_checkpoint}: "
                      + format_result(result, classifier.task.processor.primary_metric))
     return result
 
