@@ -14,8 +14,8 @@ from bert.classifier import classifier_head
 from bert.errors import UsageError
 from conftest import REPO_ROOT
 from distill.method import DistillHooks, DistillSettings, uniform_layer_map
-from tiny_bert import (classifier_logits, example_inputs, initializer_weights, tiny_config,
-                       random_weights, write_sst2_task, write_tiny_model)
+from tiny_bert import (classifier_logits, example_inputs, initializer_weights, random_weights,
+                       tiny_config, write_sst2_task, write_tiny_model)
 
 tf1 = tf.compat.v1
 
@@ -26,7 +26,6 @@ EPOCHS = 14
 TRAIN_STEPS = ROWS // BATCH * EPOCHS
 TERMS = ("logit", "hidden", "attention")
 STUDENT_SEED = 1  # seeded weights: the initialisers draw new ones in every run
-
 TIMEOUT = 300
 
 
