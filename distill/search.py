@@ -32,12 +32,16 @@ timings, so a load change on the machine moves both sides of a ratio alike. Whic
 are measured (at most --max_measured, cached in --latency_cache so a re-run skips them):
 
 1. a calibration set: at 1, ⌈L/2⌉ and L layers, the widest and a quarter-width candidate;
-2. a cost model fitted to it, latency ≈ c0 + c1·layers + c2·FLOPs (per-layer overhead plus
-   arithmetic), predicts every candidate's latency at --budget_batch_size; candidates predicted
-   above the largest budget × (1 + PREDICTION_SLACK) are dropped;
+2. a cost model fitted to it, latency ≈ c0 + c1·layers + c2·FLOPs with non-negative terms
+   (fixed overhead, per-layer overhead, arithmetic), predicts every candidate's latency at
+   --budget_batch_size; only candidates predicted within PREDICTION_SLACK of the budgets'
+   range are kept: one far above the largest budget cannot be chosen, and one far below the
+   smallest cannot be either, since on a front less latency means more error;
 3. the rest are sorted into Pareto fronts of (predicted latency, proxy error) — the first front,
    then the front of what is left, and so on — and measured front by front (a front larger
-   than what is left of --max_measured is sampled evenly along latency).
+   than what is left of --max_measured is sampled evenly along predicted latency);
+4. every other candidate of the grid found in the cache (timed by an earlier search) joins
+   for free.
 
 The front is then taken over the measured candidates: a candidate is kept only if no other is
 both at most as slow and at most as wrong, and strictly better in one. For each budget the
@@ -50,6 +54,7 @@ several are given — which ``distill.extract --config`` reads.
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import logging
 import math
@@ -82,9 +87,10 @@ LATENCY_CACHE_FILE = "latency_cache.json"
 CHOSEN_FILE = "chosen_config.json"
 OUTPUT_FILES = ("front.md", "front.csv", "front.png")
 HIDDEN_SHARE_EXPONENT = 2  # a hidden dimension is read and written: its share counts twice
-PREDICTION_SLACK = 0.25  # how far above a budget the cost model may be wrong
+PREDICTION_SLACK = 0.25  # how far (relative) the cost model's prediction may be off
 CALIBRATION_WIDTH_DIVISOR = 4  # the narrow calibration candidates: a quarter of every width
 MS_PER_SECOND = 1000.0
+GIGA = 1e9
 CSV_COLUMNS = ("layers", "heads", "hidden", "intermediate", "params", "flops", "proxy_error",
                "on_front", "chosen_for")
 
@@ -171,11 +177,19 @@ def successive_fronts(points):
     return layers
 
 
-def evenly_spaced(items, count):
-    """``count`` of the (latency-ordered) items spread from the first to the last."""
+def evenly_spaced(items, values, count):
+    """``count`` of the items whose values lie nearest to ``count`` equally spaced points from
+    the lowest value to the highest (in the items' order): a dense stretch of a front gets no
+    more measurements than a sparse one."""
     if count >= len(items):
         return list(items)
-    return [items[int(round(i))] for i in np.linspace(0, len(items) - 1, count)]
+    values = np.asarray(values, np.float64)
+    picked = set()
+    for target in np.linspace(values.min(), values.max(), count):
+        nearest = (j for j in np.argsort(np.abs(values - target), kind="stable")
+                   if j not in picked)
+        picked.add(int(next(nearest)))
+    return [items[j] for j in sorted(picked)]
 
 
 # Latency ------------------------------------------------------------------------------------------
@@ -297,29 +311,53 @@ def calibration_set(teacher, candidates):
     return chosen
 
 
+def cost_terms(row):
+    """1, layers, GFLOPs: the terms of the cost model (GFLOPs keep the terms of one scale)."""
+    return np.array([1.0, row.sizes.num_hidden_layers, row.flops / GIGA])
+
+
 def fit_cost_model(rows, batch_size):
-    """Least-squares c0 + c1·layers + c2·FLOPs to measured latencies (ms); returns predict()."""
-    features = np.array([[1.0, row.sizes.num_hidden_layers, row.flops] for row in rows])
+    """Least-squares c0 + c1·layers + c2·FLOPs ≥ 0 termwise to measured latencies (ms), as
+    neither a layer nor a FLOP can save time (noisy timings would otherwise fit a negative
+    per-layer cost); returns predict(row).
+
+    Non-negative least squares over three terms: the best unconstrained fit of each subset of
+    terms whose coefficients all come out non-negative, the others held at zero."""
+    features = np.array([cost_terms(row) for row in rows])
     target = np.array([row.latency_ms[batch_size] for row in rows])
-    coefficients, *_ = np.linalg.lstsq(features, target, rcond=None)
+    best_residual, coefficients = math.inf, np.zeros(features.shape[1])
+    for terms in itertools.product((False, True), repeat=features.shape[1]):
+        active = np.array(terms)
+        if not active.any():
+            continue
+        fitted, *_ = np.linalg.lstsq(features[:, active], target, rcond=None)
+        if np.any(fitted < 0):
+            continue
+        candidate = np.zeros(features.shape[1])
+        candidate[active] = fitted
+        residual = float(np.sum((features @ candidate - target) ** 2))
+        if residual < best_residual:
+            best_residual, coefficients = residual, candidate
     log.info("cost model at batch %d: %.3f ms + %.3f ms/layer + %.3f ms/GFLOP", batch_size,
-             coefficients[0], coefficients[1], coefficients[2] * 1e9)
+             *coefficients)
 
     def predict(row):
-        return float(coefficients @ [1.0, row.sizes.num_hidden_layers, row.flops])
+        return float(coefficients @ cost_terms(row))
     return predict
 
 
-def measurement_plan(rows, predicted, bound_ms, count):
-    """Up to ``count`` rows to measure: predicted under the bound, front by front."""
+def measurement_plan(rows, predicted, low_ms, high_ms, count):
+    """Up to ``count`` rows not measured yet whose predicted latency is in [low_ms, high_ms],
+    front by front."""
     eligible = [i for i, row in enumerate(rows)
-                if row.entry is None and predicted[i] <= bound_ms]
+                if row.entry is None and low_ms <= predicted[i] <= high_ms]
     points = [(predicted[i], rows[i].proxy_error) for i in eligible]
     plan = []
     for front in successive_fronts(points):
         if len(plan) >= count:
             break
-        plan += evenly_spaced([eligible[i] for i in front], count - len(plan))
+        plan += evenly_spaced([eligible[i] for i in front], [points[i][0] for i in front],
+                              count - len(plan))
     return plan
 
 
@@ -392,7 +430,7 @@ def markdown(rows, front, chosen, budgets, context):
     batch_sizes = context["batch_sizes"]
     lines = ["# Sub-architecture search", "",
              f"teacher {context['teacher']}: {describe(context['teacher_sizes'])}, "
-             f"{context['teacher_params']:,} params, {context['teacher_flops'] / 1e9:.2f} "
+             f"{context['teacher_params']:,} params, {context['teacher_flops'] / GIGA:.2f} "
              "GFLOPs/example; latency (teacher reference, median of its interleaved runs): "
              + ", ".join(f"{context['teacher_ms'][size]:.2f} ms at batch {size}"
                          for size in batch_sizes) + f"; seq {context['seq_length']}.",
@@ -409,7 +447,7 @@ def markdown(rows, front, chosen, budgets, context):
         lines.append(
             f"| {row.sizes.num_hidden_layers} | {row.sizes.num_attention_heads} | "
             f"{row.sizes.hidden_size} | {row.sizes.intermediate_size} | "
-            f"{row.entry['params']:,} | {row.flops / 1e9:.3f} | "
+            f"{row.entry['params']:,} | {row.flops / GIGA:.3f} | "
             + " | ".join(f"{row.latency_ms[size]:.2f} | x{row.speedup[size]:.2f}"
                          for size in batch_sizes)
             + f" | {row.proxy_error:.4f} | {labels} |")
@@ -492,7 +530,8 @@ def build_parser():
                              "%(default)s)")
     parser.add_argument("--latency_cache",
                         help=f"json of measured latencies, shared across searches with the same "
-                             f"teacher shape (default OUTPUT_DIR/{LATENCY_CACHE_FILE})")
+                             f"teacher shape and --seq_length (reused whatever --iterations; "
+                             f"default OUTPUT_DIR/{LATENCY_CACHE_FILE})")
     unit_importance.add_flags(parser)
     return parser
 
@@ -533,7 +572,7 @@ def search(args, scratch):
     rows = [Row(sizes, flops.flops_per_example(student_config(teacher_config, sizes),
                                                args.seq_length, num_labels), mass.error(sizes))
             for sizes in candidates]
-    log.info("search: %d candidates; measuring at most %d", len(rows), args.max_measured)
+    log.info("search: %d candidates; timing at most %d of them", len(rows), args.max_measured)
     os.makedirs(args.output_dir, exist_ok=True)
     teacher = timing.load_model_dir(args.model_dir, num_labels=num_labels)
     meter = LatencyMeter(teacher, args.batch_size_list, args.seq_length, args.iterations,
@@ -545,13 +584,13 @@ def search(args, scratch):
         measured = []
 
         def measure(row):
+            source = "cached" if meter.cached(row.sizes) else "timed"
             row.entry = meter.measure(row.sizes)
             measured.append(row)
             teacher_ms = {size: meter.teacher_reference([r.entry for r in measured], size)
                           * MS_PER_SECOND for size in args.batch_size_list}
             row.normalise(teacher_ms)
-            log.info("measured %d/%d %s: %s", len(measured), args.max_measured,
-                     describe(row.sizes), "  ".join(
+            log.info("%s %d: %s: %s", source, len(measured), describe(row.sizes), "  ".join(
                          f"b{size} {row.latency_ms[size]:.2f} ms x{row.speedup[size]:.2f}"
                          for size in args.batch_size_list))
             return teacher_ms
@@ -561,10 +600,14 @@ def search(args, scratch):
         budgets = budgets_of(args, teacher_ms[b])
         predict = fit_cost_model(measured, b)
         predicted = [predict(row) for row in rows]
-        bound = max(budget.milliseconds for budget in budgets) * (1 + PREDICTION_SLACK)
-        for index in measurement_plan(rows, predicted, bound,
+        window = [budget.milliseconds for budget in budgets]
+        for index in measurement_plan(rows, predicted, min(window) * (1 - PREDICTION_SLACK),
+                                      max(window) * (1 + PREDICTION_SLACK),
                                       args.max_measured - len(measured)):
             teacher_ms = measure(rows[index])
+        for row in rows:  # what earlier searches timed on this grid joins the front for free
+            if row.entry is None and meter.cached(row.sizes):
+                teacher_ms = measure(row)
     finally:
         meter.close()
     for row in measured:  # one reference for all, now that every teacher timing is in
