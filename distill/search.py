@@ -524,7 +524,7 @@ def build_parser():
                         help="timed runs per candidate and batch size (default %(default)s)")
     parser.add_argument("--max_measured", type=int, default=DEFAULT_MAX_MEASURED,
                         help="candidates timed at most, calibration included (default "
-                             "%(default)s; ~6 s each for MiniLM on 2 cores)")
+                             "%(default)s; 5-15 s each for MiniLM on 2 busy cores)")
     parser.add_argument("--intermediate_step", type=int, default=DEFAULT_INTERMEDIATE_STEP,
                         help="intermediate sizes searched: multiples of this (default "
                              "%(default)s)")
