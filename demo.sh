@@ -136,7 +136,7 @@ if [ "$RUN_TR_BERT" = 1 ]; then
   "$PYTHON" -m tr_bert.run_tr_bert "${TR_BERT_ARGS[@]}" --do_train --train_rl \
     --alpha="$TR_BERT_ALPHA" --num_train_epochs="$TR_BERT_EPOCHS"
   TR_BERT_MODEL="$TR_BERT_DIR/train_rl/model"
-  grep -E "^(eval_[a-z_]+|kept_share|flops_share) = " "$TR_BERT_DIR/train_rl/eval_results.txt"
+  grep -E "^(eval_[a-z0-9_]+|kept_share|flops_share) = " "$TR_BERT_DIR/train_rl/eval_results.txt"
 fi
 
 if [ "$RUN_DISTILL" = 1 ]; then
@@ -185,7 +185,7 @@ fi
 
 step "summary"
 echo "fine-tuned dev metrics ($FINE_TUNED/eval_results.txt):"
-grep -E "^eval_[a-z_]+ = " "$FINE_TUNED/eval_results.txt"
+grep -E "^eval_[a-z0-9_]+ = " "$FINE_TUNED/eval_results.txt"
 if [ "$RUN_FLOP" = 1 ]; then
   echo "FLOP compact model: $COMPACT"
   cat "$COMPACT/info.txt"
@@ -197,13 +197,13 @@ if [ "$RUN_POWER" = 1 ]; then
 fi
 if [ "$RUN_TR_BERT" = 1 ]; then
   echo "TR-BERT: dev metrics, tokens kept ($TR_BERT_DIR/train_rl/eval_results.txt):"
-  grep -E "^(eval_[a-z_]+|kept_share|flops_share) = " "$TR_BERT_DIR/train_rl/eval_results.txt"
+  grep -E "^(eval_[a-z0-9_]+|kept_share|flops_share) = " "$TR_BERT_DIR/train_rl/eval_results.txt"
 fi
 if [ "$RUN_DISTILL" = 1 ]; then
   echo "Bort-style student (chosen in $SEARCH_DIR/front.md):"
   grep -E "^- budget" "$SEARCH_DIR/front.md"
   echo "dev after extraction ($STUDENT/eval_results.txt):"
-  grep -E "^eval_[a-z_]+ = " "$STUDENT/eval_results.txt"
+  grep -E "^eval_[a-z0-9_]+ = " "$STUDENT/eval_results.txt"
   echo "dev after distillation ($DISTILLED/eval_results.txt):"
-  grep -E "^eval_[a-z_]+ = " "$DISTILLED/eval_results.txt"
+  grep -E "^eval_[a-z0-9_]+ = " "$DISTILLED/eval_results.txt"
 fi
