@@ -22,7 +22,7 @@ MODEL_DIR=${MODEL_DIR:-models/all-MiniLM-L6-v2}
 MAX_TRAIN_EXAMPLES=${MAX_TRAIN_EXAMPLES:-2000}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 METHODS=${METHODS:-"flop power_bert tr_bert distill"}
-# TR-BERT's length penalty: reward = log p(gold) - alpha x kept share; 0.3 keeps about 60% of
+# TR-BERT's length penalty: reward = log p(gold) - alpha x kept share; 0.3 keeps about half of
 # the tokens on the sample task at unchanged accuracy.
 TR_BERT_ALPHA=${TR_BERT_ALPHA:-0.3}
 # Bort-style search: a budget of 3x the fine-tuned model's speed at batch 1, and few candidates
