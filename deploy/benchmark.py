@@ -23,7 +23,6 @@ Writes OUTPUT_DIR/benchmark.md, benchmark.csv and (with a dev metric) benchmark.
 import argparse
 import csv
 import dataclasses
-import glob
 import io
 import json
 import logging
@@ -106,19 +105,15 @@ class Row:
 
 
 # Models -----------------------------------------------------------------------------------------
-def checkpoint_bytes(prefix):
-    """Bytes of a checkpoint: its index and data shards."""
-    names = [prefix + ".index"] + glob.glob(glob.escape(prefix) + ".data-*")
-    return sum(os.path.getsize(name) for name in names)
-
-
 def folder_row(path):
-    """A model folder, run in TensorFlow; its parameters are its checkpoint's model weights
-    (optimizer slots and the global step left out)."""
+    """A model folder, run in TensorFlow; its parameters and disk size are those of its
+    checkpoint's model weights (a training folder's optimizer slots and global step are not
+    what ships)."""
     model = inference.load_model_folder(path, flag="model")
     weights = checkpoint.read_checkpoint(model.checkpoint_prefix)
     return Row(path, ENGINE_TF, lambda threads: inference.TensorFlowRunner(model, threads),
-               checkpoint_bytes(model.checkpoint_prefix), model.bert_config, model.vocab_file,
+               sum(value.nbytes for value in weights.values()), model.bert_config,
+               model.vocab_file,
                params=modeling.count_parameters(value.shape for value in weights.values()),
                num_labels=model.num_labels, source=os.path.realpath(path))
 
@@ -370,7 +365,8 @@ def markdown(table, args, inputs, metric_name, notes):
              "(embeddings, LayerNorm, softmax and GELU are not matmuls and are not counted); "
              "timed: the same, averaged over the timed batches at their own padded lengths. "
              "Speed-up: throughput ÷ the first row's; FLOP reduction: the first row's timed "
-             "FLOPs ÷ this row's.", *notes, "",
+             "FLOPs ÷ this row's. Disk: a model folder's weights (without a training folder's "
+             "optimizer slots), an ONNX file's size.", *notes, "",
              "| " + " | ".join(headings) + " |",
              "|" + "---|" * len(headings)]
     for record in table:

@@ -155,3 +155,15 @@ def test_named_models_are_shown_by_name(tmp_path):
     with open(tmp_path / "out" / "benchmark.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["model"] == "dense" and rows[-1]["model"] == "again"
+
+
+def test_disk_size_of_a_training_folder_leaves_its_optimizer_slots_out(tmp_path):
+    """A training folder's checkpoint holds Adam's moments beside the weights; what ships, and
+    what the table shows, is the weights alone."""
+    _, weights = write_tiny_model(tmp_path / "clean", tiny_config())
+    slots = {f"{name}/{slot}": value for name, value in weights.items()
+             for slot in ("adam_m", "adam_v")}
+    write_tiny_model(tmp_path / "training", tiny_config(), values={**weights, **slots})
+    rows = [benchmark.folder_row(str(tmp_path / name)) for name in ("clean", "training")]
+    assert rows[0].disk_bytes == rows[1].disk_bytes == sum(v.nbytes for v in weights.values())
+    assert rows[0].params == rows[1].params
