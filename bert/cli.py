@@ -70,6 +70,14 @@ def _one_line(error):
     return " ".join(text.split())
 
 
+def argparse_main(program, parser, run, argv=None):
+    """The whole ``main(argv)`` of an argparse command line: parse ``argv`` (default: the
+    process's arguments), set up logging, ``run(args)`` through run_main; the exit status."""
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging()
+    return run_main(lambda: run(args), program)
+
+
 def absl_main(program, body):
     """The ``main(argv)`` that absl's ``app.run`` calls: logging, then ``body`` through
     run_main; stray positional arguments are refused."""

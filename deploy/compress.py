@@ -262,9 +262,7 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.configure_logging()
-    return cli.run_main(lambda: run(args), PROGRAM)
+    return cli.argparse_main(PROGRAM, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -295,9 +295,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    cli.configure_logging()
-    return cli.run_main(lambda: run(args), PROGRAM)
+    return cli.argparse_main(PROGRAM, build_parser(), run, argv)
 
 
 if __name__ == "__main__":
