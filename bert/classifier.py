@@ -5,7 +5,7 @@ it from Google's flags, and every method's entry point fills it from its own. Co
 methods change the run only through ``Method.build`` (see ``bert.methods``); several methods
 compose in one run, and a model folder's config brings the methods its inference needs.
 
-    classifier = Classifier(settings, methods=[...])
+    classifier = Classifier(settings, [method, ...])
     classifier.run()            # do_train / do_eval / do_predict, as the settings say
 
 Re-running into the same ``output_dir`` resumes from its last good checkpoint. Ctrl-C or
@@ -13,7 +13,6 @@ SIGTERM during training saves the current step before the run stops.
 """
 import dataclasses
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -23,31 +22,28 @@ import signal
 import time
 from typing import Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
 
-from bert import (checkpoint, distribution, glue, methods, metrics, modeling, optimization,
+from bert import (checkpoint, distribution, glue, methods, modeling, optimization,
                   tokenization)
 from bert.errors import Interrupted, TrainingDivergedError, UsageError
+# The classifier's pieces, importable from here as before the split:
+from bert.features import (SHUFFLE_BUFFER, Task, cached_features,  # noqa: F401
+                           convert_example, file_fingerprint, input_fn_builder, truncate_pair)
+from bert.model_fn import (CLASSIFIER_DROPOUT, HEAD_VARIABLES,  # noqa: F401
+                           TRAINING_LOSS_ALIAS, ModelFnSettings, _train_op, classifier_head,
+                           create_model, model_fn_builder, task_metric_ops)
+from bert.training_hooks import ProgressHook, StopOnSignalHook  # noqa: F401
 
 tf1 = tf.compat.v1
 log = logging.getLogger("bert")
 
-CLASSIFIER_DROPOUT = 0.1  # Google's head keeps this fixed, whatever the config says.
-HEAD_VARIABLES = (r"^output_weights$", r"^output_bias$")  # fresh at fine-tuning start
-FEATURE_CACHE_VERSION = 1  # bump when the feature layout changes to invalidate caches
 EVAL_RESULTS_FILE = "eval_results.txt"
 TEST_RESULTS_FILE = "test_results.tsv"
 HPARAMS_FILE = "hparams.json"
 CONFIG_FILE = "bert_config.json"
 SECONDS_PER_MINUTE = 60.0
 MIN_SEQ_LENGTH = 3  # [CLS] x [SEP]
-SHUFFLE_BUFFER = 10000
-TRAINING_LOSS_ALIAS = "loss_1"  # the FLOP seed's TensorBoard name of the training-step loss
-# The FLOP seed's TensorBoard names of the binary metrics, beside our eval_* names.
-BINARY_METRIC_ALIASES = {"precision": "eval_precision", "recall": "eval_recall",
-                         "f1_score": "eval_f1"}
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
 TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
 
@@ -152,380 +148,6 @@ class ClassifierSettings:
         return config
 
 
-# Features ---------------------------------------------------------------------------------------
-def convert_example(example, label_map, max_seq_length, tokenizer):
-    """Token ids, mask and segment ids for one example ([CLS] a [SEP] b [SEP], padded)."""
-    tokens_a = tokenizer.tokenize(example.text_a)
-    tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
-    if tokens_b:
-        truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
-    else:
-        tokens_a = tokens_a[:max_seq_length - 2]
-    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-    segment_ids = [0] * len(tokens)
-    if tokens_b:
-        tokens += tokens_b + ["[SEP]"]
-        segment_ids += [1] * (len(tokens_b) + 1)
-    input_ids = tokenizer.convert_tokens_to_ids(tokens)
-    padding = max_seq_length - len(input_ids)
-    label = float(example.label) if label_map is None else label_map[example.label]
-    return {"input_ids": input_ids + [0] * padding,
-            "input_mask": [1] * len(input_ids) + [0] * padding,
-            "segment_ids": segment_ids + [0] * padding,
-            "label_ids": label}
-
-
-def truncate_pair(tokens_a, tokens_b, max_length):
-    """Trim the longer sequence one token at a time: keeps both sides' information."""
-    while len(tokens_a) + len(tokens_b) > max_length:
-        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
-def _tf_example(feature, is_regression):
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-    fields = {key: ints(feature[key]) for key in ("input_ids", "input_mask", "segment_ids")}
-    fields["label_ids"] = (tf.train.Feature(float_list=tf.train.FloatList(
-        value=[feature["label_ids"]])) if is_regression else ints([feature["label_ids"]]))
-    return tf.train.Example(features=tf.train.Features(feature=fields))
-
-
-def cached_features(examples, processor, tokenizer, max_seq_length, record_file, cache_key):
-    """Write examples as a TFRecord once; reuse it while the inputs that made it are unchanged."""
-    key_file = record_file + ".json"
-    if os.path.exists(record_file) and os.path.exists(key_file):
-        with open(key_file, encoding="utf-8") as handle:
-            if json.load(handle) == cache_key:
-                return record_file
-    labels = processor.get_labels()
-    label_map = None if labels is None else {label: i for i, label in enumerate(labels)}
-    temp = f"{record_file}.tmp-{os.getpid()}"
-    try:
-        with tf.io.TFRecordWriter(temp) as writer:
-            for example in examples:
-                feature = convert_example(example, label_map, max_seq_length, tokenizer)
-                writer.write(_tf_example(feature, processor.is_regression).SerializeToString())
-        os.replace(temp, record_file)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    modeling.write_text_atomic(key_file, json.dumps(cache_key, sort_keys=True))
-    return record_file
-
-
-def input_fn_builder(record_file, seq_length, is_training, batch_size, is_regression, seed=None):
-    """Estimator input_fn; for training ``batch_size`` is the global batch of one step.
-
-    Under a strategy Estimator calls it once per input pipeline (worker) with an
-    ``input_context``: the pipeline reads its shard and batches ``batch_size / replicas``, and
-    each of its replicas takes one such batch a step. Without a strategy in a parameter-server
-    cluster each worker reads its own shard and a step is one worker's whole batch.
-    """
-    name_to_feature = {
-        "input_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "segment_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "label_ids": tf.io.FixedLenFeature([], tf.float32 if is_regression else tf.int64),
-    }
-
-    def parse(record):
-        example = tf.io.parse_single_example(record, name_to_feature)
-        return {key: tf.cast(value, tf.int32) if value.dtype == tf.int64 else value
-                for key, value in example.items()}
-
-    def input_fn(params=None, config=None, input_context=None):
-        dataset = tf.data.TFRecordDataset(record_file)
-        size = batch_size
-        if is_training:
-            if input_context is not None:
-                shards, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-                size = input_context.get_per_replica_batch_size(batch_size)
-            elif config is not None and config.num_worker_replicas > 1:
-                shards, index = config.num_worker_replicas, config.global_id_in_cluster
-            else:
-                shards, index = 1, 0
-            if shards > 1:
-                dataset = dataset.shard(shards, index)
-            dataset = dataset.repeat().shuffle(buffer_size=SHUFFLE_BUFFER, seed=seed)
-        dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.batch(size, drop_remainder=is_training).prefetch(tf.data.AUTOTUNE)
-
-    return input_fn
-
-
-def file_fingerprint(path):
-    stat = os.stat(path)
-    return f"{os.path.abspath(path)}:{stat.st_size}:{int(stat.st_mtime)}"
-
-
-class Task:
-    """The data side of a run: examples of each split, tokenizer and cached features."""
-
-    def __init__(self, task_name, data_dir, vocab_file, do_lower_case, max_seq_length,
-                 features_dir, init_checkpoint=None):
-        self.name = glue.canonical_task_name(task_name)
-        self.processor = glue.get_processor(task_name)
-        self.data_dir = data_dir
-        self.max_seq_length = max_seq_length
-        self.features_dir = features_dir
-        try:
-            tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
-        except ValueError as error:
-            raise UsageError(f"--do_lower_case: {error}") from None
-        self.tokenizer = tokenization.create_tokenizer(vocab_file, do_lower_case)
-        self._cache_key_base = {"version": FEATURE_CACHE_VERSION, "task": self.name,
-                                "vocab": file_fingerprint(vocab_file),
-                                "lower_case": do_lower_case, "max_seq_length": max_seq_length}
-
-    @property
-    def is_regression(self):
-        return self.processor.is_regression
-
-    @property
-    def num_labels(self):
-        labels = self.processor.get_labels()
-        return 1 if labels is None else len(labels)
-
-    def examples(self, split, limit=0):
-        getter = {"train": self.processor.get_train_examples,
-                  "dev": self.processor.get_dev_examples,
-                  "test": self.processor.get_test_examples}[split]
-        examples = getter(self.data_dir)
-        return examples[:limit] if limit else examples
-
-    def records(self, split, examples, limit=0):
-        """TFRecord of a split (cached in features_dir)."""
-        key = dict(self._cache_key_base, split=split, limit=limit, count=len(examples),
-                   data=hashlib.sha1("".join(e.guid for e in examples).encode()).hexdigest())
-        os.makedirs(self.features_dir, exist_ok=True)
-        return cached_features(examples, self.processor, self.tokenizer, self.max_seq_length,
-                               os.path.join(self.features_dir, f"{split}.tf_record"), key)
-
-    def input_fn(self, split, examples, batch_size, is_training, limit=0, seed=None):
-        return input_fn_builder(self.records(split, examples, limit), self.max_seq_length,
-                                is_training, batch_size, self.is_regression, seed)
-
-
-# Model ------------------------------------------------------------------------------------------
-def classifier_head(pooled_output, num_labels, is_training, dropout=CLASSIFIER_DROPOUT):
-    """Google's head: ``output_weights`` [num_labels, hidden] and ``output_bias``."""
-    hidden = pooled_output.shape[-1]
-    weights = tf1.get_variable("output_weights", [num_labels, hidden],
-                               initializer=tf1.truncated_normal_initializer(stddev=0.02))
-    bias = tf1.get_variable("output_bias", [num_labels], initializer=tf1.zeros_initializer())
-    if is_training and dropout:
-        pooled_output = tf.nn.dropout(pooled_output, rate=dropout)
-    return tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)
-
-
-def create_model(bert_config, is_training, features, num_labels, is_regression, hooks,
-                 classifier_dropout=CLASSIFIER_DROPOUT):
-    """BERT + head. Returns a ``methods.ClassifierGraph``."""
-    model = modeling.BertModel(
-        bert_config, is_training, features["input_ids"], features.get("input_mask"),
-        features.get("segment_ids"), dense_factory=hooks.dense_factory,
-        token_selector=hooks.token_selector)
-    logits = classifier_head(model.pooled_output, 1 if is_regression else num_labels,
-                             is_training, classifier_dropout)
-    labels = features.get("label_ids")
-    if is_regression:
-        predictions = logits[:, 0]
-        per_example_loss = None if labels is None else tf.square(predictions - labels)
-    else:
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        per_example_loss = None if labels is None else (
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    return methods.ClassifierGraph(model=model, logits=logits, predictions=predictions,
-                                   per_example_loss=per_example_loss, features=features,
-                                   is_training=is_training, is_regression=is_regression)
-
-
-def _streaming_concat(values, name):
-    """Metric accumulating every value of the eval set (full-set ranks need all of them)."""
-    store = tf1.Variable(tf.zeros([0], values.dtype), name=name, trainable=False,
-                         shape=tf.TensorShape([None]),
-                         collections=[tf1.GraphKeys.LOCAL_VARIABLES,
-                                      tf1.GraphKeys.METRIC_VARIABLES])
-    update = store.assign(tf.concat([store, values], axis=0), read_value=True)
-    return store, update
-
-
-def task_metric_ops(task_name, predictions, labels, per_example_loss):
-    """Full-dev-set metrics as Estimator metric ops (computed once, in numpy, at the end)."""
-    names = sorted(metrics.compute_task_metrics(task_name, np.array([0.0, 1.0, 0.0]),
-                                                np.array([0.0, 1.0, 1.0])))
-    all_predictions, update_predictions = _streaming_concat(tf.cast(predictions, tf.float32),
-                                                            "all_predictions")
-    all_labels, update_labels = _streaming_concat(tf.cast(labels, tf.float32), "all_labels")
-
-    def compute(predicted, gold):
-        values = metrics.compute_task_metrics(task_name, predicted, gold)
-        return np.array([values[name] for name in names], np.float32)
-
-    values = tf.numpy_function(compute, [all_predictions, all_labels], tf.float32)
-    update = tf.group(update_predictions, update_labels)
-    ops = {name: (values[i], update) for i, name in enumerate(names)}
-    ops.update({alias: ops[name] for alias, name in BINARY_METRIC_ALIASES.items()
-                if name in ops})
-    ops["eval_loss"] = tf1.metrics.mean(per_example_loss)
-    return ops
-
-
-class ProgressHook(tf1.train.SessionRunHook):
-    """Logs step, loss, examples/s and ETA: long runs must show where they are."""
-
-    def __init__(self, loss, total_steps, batch_size, every_n_steps):
-        self._loss = loss
-        self._total = total_steps
-        self._batch = batch_size
-        self._every = max(1, every_n_steps)
-        self._start = None
-        self._steps_run = 0
-        self._last_step = 0
-
-    def begin(self):
-        self._step_tensor = tf1.train.get_global_step()
-
-    def before_run(self, run_context):
-        return tf1.train.SessionRunArgs([self._step_tensor, self._loss])
-
-    def after_run(self, run_context, run_values):
-        step, loss = run_values.results
-        step += 1  # the global step was read before this step's update
-        self._steps_run += 1
-        self._last_step = step
-        now = time.time()
-        if self._start is None:
-            self._start, self._first_step = now, step
-            return
-        if step % self._every == 0 and step > self._first_step:
-            rate = (step - self._first_step) / (now - self._start)
-            eta = (self._total - step) / rate if rate > 0 else float("inf")
-            log.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %dm%02ds", step,
-                     self._total, loss, rate * self._batch, eta // 60, eta % 60)
-
-    def end(self, session):
-        # In a cluster several processes advance one global step: say what this one did.
-        log.info("this process ran %d training steps (global step %d)", self._steps_run,
-                 self._last_step)
-
-
-class StopOnSignalHook(tf1.train.SessionRunHook):
-    """SIGINT/SIGTERM end training after the current step; the Estimator's checkpoint saver
-    then writes that step, so nothing trained is lost and a re-run resumes from it.
-
-    It also counts finished steps: when the Estimator's NaN check fails a step, ``last_step``
-    still names the step before it."""
-
-    def __init__(self):
-        self.signal_number = None
-        self.last_step = 0
-        self._previous = {}
-
-    def begin(self):
-        self._step_tensor = tf1.train.get_global_step()
-        for number in STOP_SIGNALS:
-            self._previous[number] = signal.signal(number, self._on_signal)
-
-    def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(self._step_tensor)
-
-    def _on_signal(self, number, frame):
-        if self.signal_number is not None:  # a second signal: stop now, without saving
-            raise KeyboardInterrupt
-        self.signal_number = number
-        log.info("%s received: saving the current step, then stopping",
-                 signal.Signals(number).name)
-
-    def after_run(self, run_context, run_values):
-        self.last_step = int(run_values.results) + 1
-        if self.signal_number is not None:
-            run_context.request_stop()
-
-    def end(self, session):
-        self.restore()
-
-    def restore(self):
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous = {}
-
-
-def model_fn_builder(bert_config, task_name, num_labels, is_regression, init_checkpoint,
-                     num_train_steps, num_warmup_steps, learning_rate, method_list,
-                     train_batch_size=32, log_every_n_steps=20, extra_training_hooks=(),
-                     classifier_dropout=CLASSIFIER_DROPOUT,
-                     weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
-    """Estimator model_fn: BERT + head + every method's hooks, losses, groups and metrics.
-
-    Under a strategy Estimator calls it once per replica; the optimizer then averages the
-    replicas' gradients and updates once (see ``optimization.create_train_op``)."""
-    allow_missing = HEAD_VARIABLES + methods.allow_missing(method_list)
-
-    def model_fn(features, labels, mode, params=None):
-        is_training = mode == tf.estimator.ModeKeys.TRAIN
-        hooks = methods.build_all(method_list, bert_config, is_training)
-        graph = create_model(bert_config, is_training, features, num_labels, is_regression,
-                             hooks, classifier_dropout)
-        if mode == tf.estimator.ModeKeys.PREDICT:
-            outputs = {"predictions": graph.predictions}
-            if not is_regression:
-                outputs["probabilities"] = tf.nn.softmax(graph.logits)
-            return tf.estimator.EstimatorSpec(mode, predictions=outputs)
-        task_loss = tf.reduce_mean(graph.per_example_loss)
-        total_loss = task_loss + hooks.extra_loss(graph)
-        if is_training:
-            if init_checkpoint:
-                # Once for the (mirrored) variables, not once per replica.
-                distribution.in_cross_replica_context(
-                    lambda: _init_from_checkpoint(init_checkpoint, allow_missing))
-            # The loss of the whole global batch: what the log and TensorBoard show.
-            mean_loss = distribution.mean_over_replicas([total_loss])[0]
-            train_op = _train_op(hooks, graph, task_loss, total_loss, learning_rate,
-                                 num_train_steps, num_warmup_steps, mean_loss, weight_decay)
-            progress = ProgressHook(mean_loss, num_train_steps, train_batch_size,
-                                    log_every_n_steps)
-            # Estimator sums the replicas' losses to report one, so each reports its share.
-            return tf.estimator.EstimatorSpec(
-                mode, loss=mean_loss / distribution.replicas_here(), train_op=train_op,
-                training_hooks=[progress] + list(extra_training_hooks))
-        ops = task_metric_ops(task_name, graph.predictions, features["label_ids"],
-                              graph.per_example_loss)
-        ops.update(hooks.eval_metric_ops(graph))
-        return tf.estimator.EstimatorSpec(mode, loss=total_loss, eval_metric_ops=ops)
-
-    return model_fn
-
-
-def _init_from_checkpoint(init_checkpoint, allow_missing):
-    loaded, unexpected = checkpoint.init_from_checkpoint(init_checkpoint, allow_missing)
-    log.info("initialised %d variables from %s", len(loaded), init_checkpoint)
-    if unexpected:
-        log.warning("checkpoint variables not used by this model: %s", ", ".join(unexpected))
-
-
-def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_steps,
-              num_warmup_steps, mean_loss=None, weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
-    """The methods' own parameter groups plus one "model" group for every other variable.
-    ``mean_loss``: the loss over all replicas, for TensorBoard (default ``total_loss``)."""
-    schedule = methods.Schedule(num_train_steps, num_warmup_steps)
-    groups, losses_by_group = hooks.param_groups(graph, schedule)
-    claimed = {variable.op.name for group in groups for variable in group.variables}
-    model_variables = ([v for v in tf1.trainable_variables() if v.op.name not in claimed]
-                       if learning_rate > 0 else [])  # rate 0 freezes the model (FLOP's seed)
-    groups.insert(0, optimization.ParamGroup("model", model_variables, learning_rate,
-                                             num_train_steps, num_warmup_steps,
-                                             weight_decay=weight_decay))
-    train_op, rates = optimization.create_train_op(total_loss, groups,
-                                                   losses_by_group=losses_by_group)
-    for group in groups:
-        tf1.summary.scalar(f"{group.name}_lr", rates.get(group.name, tf.constant(0.0)))
-    tf1.summary.scalar("task_loss", task_loss)
-    tf1.summary.scalar(TRAINING_LOSS_ALIAS, total_loss if mean_loss is None else mean_loss)
-    return train_op
-
-
 # Run --------------------------------------------------------------------------------------------
 def format_eval_results(result, train_seconds=None, eval_seconds=None):
     """Google's ``key = value`` lines plus the seed's train_time/eval_time in minutes."""
@@ -609,11 +231,11 @@ class Classifier:
 
     def model_fn(self, extra_training_hooks=()):
         s = self.settings
-        return model_fn_builder(self.bert_config, self.task.name, self.task.num_labels,
-                                self.task.is_regression, s.init_checkpoint,
-                                self.num_train_steps, self.num_warmup_steps, s.learning_rate,
-                                self.methods, s.train_batch_size, s.log_every_n_steps,
-                                extra_training_hooks, s.classifier_dropout, s.weight_decay)
+        settings = ModelFnSettings(
+            self.task.name, self.task.num_labels, self.task.is_regression, s.init_checkpoint,
+            self.num_train_steps, self.num_warmup_steps, s.learning_rate, s.train_batch_size,
+            s.log_every_n_steps, s.classifier_dropout, s.weight_decay)
+        return model_fn_builder(self.bert_config, settings, self.methods, extra_training_hooks)
 
     def estimator(self, seed=None, extra_training_hooks=(), keep_checkpoint_max=None,
                   strategy=None):

@@ -3,17 +3,30 @@
 A method is an object with ``build(bert_config, is_training) -> GraphHooks``. ``build`` is
 called once per graph (training, evaluation and prediction graphs are separate), and everything
 the method needs to remember about that graph lives on the returned ``GraphHooks``, never on
-the method itself. The hooks may supply:
+the method itself.
 
-* ``dense_factory`` — builds every kernel of the encoder (FLOP's gated factors);
-* ``token_selector`` — shortens the sequence after each attention block (PoWER-BERT);
-* ``extra_loss(graph)`` — terms added to the task loss, and their summaries;
-* ``param_groups(graph, schedule)`` — optimizer groups for the method's own variables
-  (every other trainable variable trains in the classifier's "model" group);
-* ``eval_metric_ops(graph)`` — extra evaluation metrics.
+While the encoder is built, a hooks object may change every kernel (it is a
+``modeling.KernelTransform``: its input, its weight matrices, the rank between low-rank factors)
+and may supply a ``token_selector`` (PoWER-BERT, TR-BERT). Kernel transforms of several methods
+chain in ``TRANSFORM_STAGES`` order (FLOP's gate, then a weight mask, then fake-quantization),
+whatever order the methods were listed in. At most one method may select tokens.
 
-Several methods compose in one run: losses add up, groups and metrics are merged, and at most
-one method may replace the dense layers and at most one may select tokens.
+Once BERT and the head are built, the classifier calls each method's phases, every method's
+phase before the next phase starts (``PHASES``):
+
+1. ``create_variables(graph)`` — the method's own variables and the tensors its later phases
+   read (FLOP's multipliers and expected sparsity);
+2. ``extra_loss(graph)`` — terms added to the task loss (scaled by ``task_loss_weight``);
+3. ``param_groups(graph, schedule)`` — optimizer groups for the method's own variables (every
+   other trainable variable trains in the classifier's "model" group), with the run's schedule;
+4. ``after_update_ops(graph)`` — ops that run once after each optimizer update (a mask or
+   range update, a moving average), created inside the update's control dependencies;
+5. ``session_hooks(graph)`` — ``SessionRunHook``s of the training run;
+6. ``eval_metric_ops(graph)`` — evaluation metrics.
+
+A method that distils asks the graph for the teacher (``bert.teacher.shared_teacher``): it is
+built once per graph however many methods use it, with the logit, hidden-state and attention
+losses in ``bert.teacher``.
 
 A model folder's config says what inference needs. Kernel ranks are read by the core itself
 (``modeling.config_dense_factory``); any other method registers a function
@@ -22,13 +35,21 @@ pyproject.toml, so the core finds it without importing the method.
 """
 import dataclasses
 from importlib import metadata
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import tensorflow as tf
 
+from bert import modeling
 from bert.errors import UsageError
 
 CONFIG_METHODS_GROUP = "bert_pruning.config_methods"
+# Where a method's kernel transform sits in the chain: structure of the kernel first, the
+# quantizer last (it must see the weights that will ship).
+GATE, MASK, QUANTIZE = "gate", "mask", "quantize"
+TRANSFORM_STAGES = (GATE, MASK, QUANTIZE)
+PHASES = ("create_variables", "extra_loss", "param_groups", "after_update_ops", "session_hooks",
+          "eval_metric_ops")
+_TRANSFORM_METHODS = ("transform_inputs", "transform_kernel", "transform_rank")
 
 
 @dataclasses.dataclass
@@ -41,28 +62,60 @@ class ClassifierGraph:
     features: dict
     is_training: bool
     is_regression: bool
+    # The graph's teachers by checkpoint, built on the first request (bert.teacher).
+    teachers: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Schedule:
-    """The run's length, for methods whose groups follow the model's schedule."""
+    """The run's optimizer schedule, for methods whose groups follow the model's."""
     num_train_steps: int
     num_warmup_steps: int
+    learning_rate: float = 0.0  # the "model" group's peak rate
 
 
-class GraphHooks:
+class GraphHooks(modeling.KernelTransform):
     """One method's contribution to one graph; the defaults change nothing."""
-    dense_factory: Optional[Callable] = None
-    token_selector: Optional[Callable] = None
+    token_selector = None
+    transform_stage = MASK  # where this method's kernel transform sits (TRANSFORM_STAGES)
+    task_loss_weight = 1.0  # the weight of the classifier's task loss (distillation lowers it)
+    bert_config = None  # the config whose kernels the transform sees (set by kernel methods)
+
+    def transforms_kernels(self):
+        """True when this hooks object overrides any kernel transform."""
+        return any(getattr(type(self), name) is not getattr(modeling.KernelTransform, name)
+                   for name in _TRANSFORM_METHODS)
+
+    @property
+    def dense_factory(self):
+        """This graph's dense factory: the config's kernels through this method's transform;
+        None (the config's own factory) when it transforms nothing."""
+        if not self.transforms_kernels():
+            return None
+        return modeling.config_dense_factory(self.bert_config, [self])
+
+    def create_variables(self, graph: ClassifierGraph):
+        """Phase 1: the method's variables and the tensors its later phases read."""
 
     def extra_loss(self, graph: ClassifierGraph):
+        """Phase 2: added to the (weighted) task loss."""
         return tf.constant(0.0)
 
     def param_groups(self, graph: ClassifierGraph, schedule: Schedule):
-        """([optimization.ParamGroup], {group name: loss that group follows})."""
+        """Phase 3: ([optimization.ParamGroup], {group name: loss that group follows})."""
         return [], {}
 
+    def after_update_ops(self, graph: ClassifierGraph):
+        """Phase 4: ops to run once after each optimizer update; created inside its control
+        dependencies, so variables read here are the updated ones."""
+        return []
+
+    def session_hooks(self, graph: ClassifierGraph):
+        """Phase 5: SessionRunHooks of the training run."""
+        return []
+
     def eval_metric_ops(self, graph: ClassifierGraph):
+        """Phase 6: evaluation metrics."""
         return {}
 
 
@@ -81,13 +134,28 @@ class Method:
 
 
 class ComposedHooks(GraphHooks):
-    """The hooks of several methods acting as one."""
+    """The hooks of several methods acting as one: each phase runs every method's part."""
 
-    def __init__(self, parts: List[GraphHooks], names: List[str]):
+    def __init__(self, parts: List[GraphHooks], names: List[str], bert_config):
         self.parts = parts
-        self.dense_factory = _at_most_one(parts, names, "dense_factory",
-                                          "replace the dense layers")
+        self.bert_config = bert_config
         self.token_selector = _at_most_one(parts, names, "token_selector", "select tokens")
+        self.kernel_transforms = sorted(
+            (part for part in parts if part.transforms_kernels()),
+            key=lambda part: _stage_index(part, names[parts.index(part)]))
+        self.task_loss_weight = 1.0
+        for part in parts:
+            self.task_loss_weight *= part.task_loss_weight
+
+    @property
+    def dense_factory(self):
+        if not self.kernel_transforms:
+            return None
+        return modeling.config_dense_factory(self.bert_config, self.kernel_transforms)
+
+    def create_variables(self, graph):
+        for part in self.parts:
+            part.create_variables(graph)
 
     def extra_loss(self, graph):
         return tf.add_n([tf.convert_to_tensor(part.extra_loss(graph), tf.float32)
@@ -104,11 +172,24 @@ class ComposedHooks(GraphHooks):
             raise UsageError(f"methods define the same optimizer group twice: {names}")
         return groups, losses
 
+    def after_update_ops(self, graph):
+        return [op for part in self.parts for op in part.after_update_ops(graph)]
+
+    def session_hooks(self, graph):
+        return [hook for part in self.parts for hook in part.session_hooks(graph)]
+
     def eval_metric_ops(self, graph):
         ops = {}
         for part in self.parts:
             ops.update(part.eval_metric_ops(graph))
         return ops
+
+
+def _stage_index(part, name):
+    if part.transform_stage not in TRANSFORM_STAGES:
+        raise UsageError(f"method {name}: transform_stage {part.transform_stage!r} is not one "
+                         f"of {TRANSFORM_STAGES}")
+    return TRANSFORM_STAGES.index(part.transform_stage)
 
 
 def _at_most_one(parts, names, attribute, what):
@@ -123,7 +204,7 @@ def _at_most_one(parts, names, attribute, what):
 def build_all(methods, bert_config, is_training) -> ComposedHooks:
     """Every method's hooks for the graph being built now."""
     return ComposedHooks([method.build(bert_config, is_training) for method in methods],
-                         [method.name for method in methods])
+                         [method.name for method in methods], bert_config)
 
 
 def allow_missing(methods):

@@ -5,16 +5,20 @@ Methods change the model only through two hooks:
 
 * a dense-layer factory ``factory(inputs, units, name, layer_index, activation=None)`` that builds
   every kernel (q, k, v, attention output, intermediate, output, pooler) inside the current
-  variable scope; ``layer_index`` is None for the pooler;
+  variable scope; ``layer_index`` is None for the pooler. The default factory
+  (``config_dense_factory``) builds plain or low-rank kernels as the config says and passes each
+  through a chain of ``KernelTransform``s (gate, mask, fake-quantization: one per method);
 * a token selector ``selector(layer_index, hidden, attention_probs, input_mask)`` called after
   the attention sub-block (after its Add & LayerNorm, before the FFN) that returns the possibly
   shorter ``(hidden, input_mask)``.
 """
 import copy
+import dataclasses
 import json
 import math
 import numbers
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -210,7 +214,36 @@ def create_initializer(initializer_range=0.02):
     return tf1.truncated_normal_initializer(stddev=initializer_range)
 
 
-# The dense-layer factory hook -------------------------------------------------------------------
+# The dense-layer factory hook and its kernel transforms ----------------------------------------
+@dataclasses.dataclass(frozen=True)
+class KernelSite:
+    """The kernel being built, as a kernel transform sees it."""
+    key: str  # the config's kernel_ranks key, e.g. 'layer_3/attention/self/query'
+    name: str  # its variable scope name below the current scope, e.g. 'query'
+    layer_index: Optional[int]  # None for the pooler
+    in_width: int
+    out_width: int
+    rank: Optional[int] = None  # the kept rank of a low-rank kernel; None for a plain one
+
+
+class KernelTransform:
+    """Identity at every point where a method may change a kernel; methods override some.
+
+    ``transform_inputs`` sees the layer's input, ``transform_kernel`` each weight matrix
+    (``part`` is ``kernel``, or ``p`` / ``q`` for the factors of a low-rank kernel) and
+    ``transform_rank`` the activations between the factors (FLOP's gate).
+    """
+
+    def transform_inputs(self, inputs, site: KernelSite):
+        return inputs
+
+    def transform_kernel(self, kernel, site: KernelSite, part: str):
+        return kernel
+
+    def transform_rank(self, hidden, site: KernelSite):
+        return hidden
+
+
 def _apply_kernel(inputs, kernel):
     """inputs [..., in] @ kernel [in, out] as one 2-D matmul (fastest path on CPU)."""
     in_width = kernel.shape[0]
@@ -221,42 +254,55 @@ def _apply_kernel(inputs, kernel):
     return out
 
 
-def dense(inputs, units, name, activation=None, initializer_range=0.02):
-    """Plain dense layer: ``<name>/kernel`` [in, units] and ``<name>/bias``."""
-    in_width = inputs.shape[-1]
+def _chain(transforms, method, value, *args):
+    for transform in transforms:
+        value = getattr(transform, method)(value, *args)
+    return value
+
+
+def _kernel_variable(scope, shape, initializer_range):
+    with tf1.variable_scope(scope):
+        return tf1.get_variable("kernel", shape, initializer=create_initializer(initializer_range))
+
+
+def _bias_variable(name, units):
     with tf1.variable_scope(name):
-        kernel = tf1.get_variable("kernel", [in_width, units],
-                                  initializer=create_initializer(initializer_range))
-        bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
-    out = tf.nn.bias_add(_apply_kernel(inputs, kernel), bias)
+        return tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
+
+
+def dense(inputs, units, name, activation=None, initializer_range=0.02, transforms=(),
+          site=None):
+    """Plain dense layer: ``<name>/kernel`` [in, units] and ``<name>/bias``; ``transforms``
+    (KernelTransform, applied in order) change its input and its kernel."""
+    site = site or KernelSite(kernel_key(name), name, None, int(inputs.shape[-1]), units)
+    inputs = _chain(transforms, "transform_inputs", inputs, site)
+    kernel = _kernel_variable(name, [site.in_width, units], initializer_range)
+    kernel = _chain(transforms, "transform_kernel", kernel, site, "kernel")
+    out = tf.nn.bias_add(_apply_kernel(inputs, kernel), _bias_variable(name, units))
     return activation(out) if activation is not None else out
 
 
-def low_rank_dense(inputs, units, name, rank, activation=None, rank_gate=None,
-                   initializer_range=0.02):
+def low_rank_dense(inputs, units, name, rank, activation=None, initializer_range=0.02,
+                   transforms=(), site=None):
     """W ≈ P·Q: ``<name>_p/kernel`` [in, rank], ``<name>_q/kernel`` [rank, units], ``<name>/bias``.
 
-    ``rank_gate(h, name)`` (optional) scales the rank dimension between the factors; FLOP puts
-    its HardConcrete mask there. ``rank`` 0 (FLOP pruned every rank) leaves only the bias.
+    ``transforms`` may change the input, each factor and the rank dimension between the
+    factors (FLOP puts its HardConcrete mask there). ``rank`` 0 (FLOP pruned every rank) leaves
+    only the bias.
     """
+    site = site or KernelSite(kernel_key(name), name, None, int(inputs.shape[-1]), units, rank)
     if rank == 0:
-        with tf1.variable_scope(name):
-            bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
+        bias = _bias_variable(name, units)
         out = tf.broadcast_to(bias, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0))
         out.set_shape(inputs.shape[:-1].concatenate([units]))
         return activation(out) if activation is not None else out
-    in_width = inputs.shape[-1]
-    with tf1.variable_scope(name + "_p"):
-        p_kernel = tf1.get_variable("kernel", [in_width, rank],
-                                    initializer=create_initializer(initializer_range))
-    with tf1.variable_scope(name + "_q"):
-        q_kernel = tf1.get_variable("kernel", [rank, units],
-                                    initializer=create_initializer(initializer_range))
-    with tf1.variable_scope(name):
-        bias = tf1.get_variable("bias", [units], initializer=tf1.zeros_initializer())
-    hidden = _apply_kernel(inputs, p_kernel)
-    if rank_gate is not None:
-        hidden = rank_gate(hidden, name)
+    inputs = _chain(transforms, "transform_inputs", inputs, site)
+    p_kernel = _kernel_variable(name + "_p", [site.in_width, rank], initializer_range)
+    q_kernel = _kernel_variable(name + "_q", [rank, units], initializer_range)
+    bias = _bias_variable(name, units)
+    hidden = _apply_kernel(inputs, _chain(transforms, "transform_kernel", p_kernel, site, "p"))
+    hidden = _chain(transforms, "transform_rank", hidden, site)
+    q_kernel = _chain(transforms, "transform_kernel", q_kernel, site, "q")
     out = tf.nn.bias_add(_apply_kernel(hidden, q_kernel), bias)
     return activation(out) if activation is not None else out
 
@@ -273,20 +319,24 @@ def kernel_key(name):
     return f"{scope}/{name}"
 
 
-def config_dense_factory(config):
-    """Default factory: plain dense, or low-rank where the config's ``kernel_ranks`` says so.
+def config_dense_factory(config, transforms=()):
+    """The dense factory: plain dense, or low-rank where the config's ``kernel_ranks`` says so,
+    each kernel passed through ``transforms`` (KernelTransform) in order.
 
     A compact FLOP model is described by its config alone: each factorized kernel's kept rank
     is listed in ``kernel_ranks``; kernels not listed are plain dense.
     """
     ranks = config.extra.get("kernel_ranks") or {}
+    transforms = tuple(transforms)
 
     def factory(inputs, units, name, layer_index, activation=None):
-        rank = ranks.get(kernel_key(name))
-        if rank is None:
-            return dense(inputs, units, name, activation, config.initializer_range)
-        return low_rank_dense(inputs, units, name, rank, activation,
-                              initializer_range=config.initializer_range)
+        key = kernel_key(name)
+        site = KernelSite(key, name, layer_index, int(inputs.shape[-1]), units, ranks.get(key))
+        if site.rank is None:
+            return dense(inputs, units, name, activation, config.initializer_range, transforms,
+                         site)
+        return low_rank_dense(inputs, units, name, site.rank, activation,
+                              config.initializer_range, transforms, site)
 
     return factory
 

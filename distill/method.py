@@ -18,12 +18,14 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from bert import checkpoint, cli, methods, modeling, teacher
+from bert.teacher import (attention_map_loss, hidden_state_loss, layer_pairs,  # noqa: F401
+                          uniform_layer_map)
 from bert.classifier import CONFIG_FILE
 from bert.errors import UsageError
 
 tf1 = tf.compat.v1
 
-DISTILL_SCOPE = "distill"
+DISTILL_SCOPE = teacher.PROJECTION_SCOPE
 DEFAULT_TEMPERATURE = 1.0  # TinyBERT's prediction-layer value: a fine-tuned teacher is sharp
 DEFAULT_LOGIT_WEIGHT = 1.0
 DEFAULT_HIDDEN_WEIGHT = 1.0
@@ -32,13 +34,6 @@ DEFAULT_TASK_WEIGHT = 1.0
 SUMMARY_PREFIX = "distill_"
 LAYER_MAP_HELP = ("Teacher layer (1-based) of each student layer, comma separated, e.g. 2,4,6 "
                   "(default: uniform, round(i*L_t/L_s)).")
-HALF = 0.5  # round half up: round() would send 4.5 to 4 (banker's rounding)
-
-
-def uniform_layer_map(student_layers, teacher_layers):
-    """Teacher layer (1-based) of each student layer: m(i) = round(i·L_t/L_s), at least 1."""
-    return [max(1, int(math.floor(i * teacher_layers / student_layers + HALF)))
-            for i in range(1, student_layers + 1)]
 
 
 def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
@@ -96,82 +91,24 @@ class DistillSettings:
                            self.teacher_config.num_hidden_layers, self.layer_map)
 
 
-def layer_pairs(student_layers, teacher_layers, layer_map=None):
-    """(student layer, teacher layer) pairs, 1-based; the embeddings (0, 0) come first.
-    ``layer_map``: the teacher layer of each student layer (default: uniform)."""
-    mapped = (list(layer_map) if layer_map is not None
-              else uniform_layer_map(student_layers, teacher_layers))
-    if len(mapped) != student_layers or not all(1 <= m <= teacher_layers for m in mapped):
-        raise UsageError(f"--layer_map={','.join(map(str, mapped))}: expected "
-                         f"{student_layers} teacher layer numbers (one per student layer), "
-                         f"each in [1, {teacher_layers}]")
-    return [(0, 0)] + list(zip(range(1, student_layers + 1), mapped))
-
-
-def _real_token_mask(features, like):
-    mask = features.get("input_mask")
-    if mask is None:
-        mask = tf.ones(tf.shape(like)[:2], tf.int32)
-    return tf.cast(mask, tf.float32)
-
-
-def hidden_state_loss(student_states, teacher_states, pairs, mask, initializer_range):
-    """Mean over the pairs of the per-element MSE on real tokens between the (projected)
-    student state and the teacher state. ``*_states``: embeddings, then every layer."""
-    tokens = tf.maximum(tf.reduce_sum(mask), 1.0)
-    losses = []
-    for student_index, teacher_index in pairs:
-        student, target = student_states[student_index], teacher_states[teacher_index]
-        width = int(target.shape[-1])
-        if int(student.shape[-1]) != width:
-            with tf1.variable_scope(DISTILL_SCOPE, reuse=tf1.AUTO_REUSE):
-                student = modeling.dense(student, width, f"hidden_projection_{student_index}",
-                                         initializer_range=initializer_range)
-        squared = tf.reduce_sum(tf.square(student - target), axis=-1) * mask
-        losses.append(tf.reduce_sum(squared) / (tokens * width))
-    return tf.add_n(losses) / len(losses)
-
-
-def attention_map_loss(student_probs, teacher_probs, pairs, mask):
-    """Mean over the layer pairs of ‖A_s − A_t‖² per real query row (summed over real keys, so
-    the term does not shrink with the sequence length), averaged over rows and heads; maps are
-    head-averaged when the head counts differ. ``*_probs``: [B, heads, S, S] per layer."""
-    query = mask[:, tf.newaxis, :, tf.newaxis]
-    key = mask[:, tf.newaxis, tf.newaxis, :]
-    rows = tf.maximum(tf.reduce_sum(mask), 1.0)
-    losses = []
-    for student_index, teacher_index in pairs:
-        if student_index == 0:
-            continue  # the embeddings have no attention
-        student = student_probs[student_index - 1]
-        target = teacher_probs[teacher_index - 1]
-        if student.shape[1] != target.shape[1]:
-            student = tf.reduce_mean(student, axis=1, keepdims=True)
-            target = tf.reduce_mean(target, axis=1, keepdims=True)
-        heads = int(student.shape[1])
-        squared = tf.reduce_sum(tf.square(student - target) * key * query)
-        losses.append(squared / (rows * heads))
-    return tf.add_n(losses) / len(losses) if losses else tf.constant(0.0)
-
-
 class DistillHooks(methods.GraphHooks):
-    """One graph's teacher and loss terms (training graphs only)."""
+    """One graph's loss terms against the graph's shared teacher (training graphs only)."""
 
     def __init__(self, settings: DistillSettings, bert_config):
         self.settings = settings
         self.bert_config = bert_config
+        self.task_loss_weight = settings.task_weight
         self.terms = {}
 
     def extra_loss(self, graph):
         if not graph.is_training:
             return tf.constant(0.0)
         s = self.settings
-        taught = teacher.build_teacher(s.teacher_config, s.teacher_checkpoint, graph.features,
-                                       int(graph.logits.shape[-1]), flag="teacher_model_dir",
-                                       head=s.logit_weight > 0)
+        taught = teacher.shared_teacher(graph, s.teacher_config, s.teacher_checkpoint,
+                                        flag="teacher_model_dir")
         pairs = s.pairs(self.bert_config)
         model = graph.model
-        mask = _real_token_mask(graph.features, model.embedding_output)
+        mask = teacher.real_token_mask(graph.features, model.embedding_output)
         weighted: List[tf.Tensor] = []
         if s.logit_weight:
             self.terms["logit"] = teacher.soft_logit_loss(graph.logits, taught.logits,
@@ -188,9 +125,7 @@ class DistillHooks(methods.GraphHooks):
             weighted.append(s.attention_weight * self.terms["attention"])
         for name, value in self.terms.items():
             tf1.summary.scalar(f"{SUMMARY_PREFIX}{name}_loss", value)
-        # The classifier adds the task loss with weight 1; this makes it task_weight.
-        task_loss = tf.reduce_mean(graph.per_example_loss)
-        return tf.add_n(weighted) + (s.task_weight - 1.0) * task_loss
+        return tf.add_n(weighted)
 
 
 class DistillMethod(methods.Method):

@@ -88,56 +88,44 @@ def target_sparsity_schedule(global_step, target, warmup_steps):
     return target * progress
 
 
-def teacher_logits(settings, features, num_outputs):
-    """The frozen un-pruned model's logits on the same batch."""
-    return teacher.build_teacher(settings.teacher_config, settings.teacher_checkpoint, features,
-                                 num_outputs).logits
-
-
 class FlopHooks(methods.GraphHooks):
-    """One graph's gates, multipliers and losses."""
+    """One graph's gates, multipliers and losses: the gate sits between the factors of every
+    factorized kernel (the first stage of the kernel-transform chain)."""
+    transform_stage = methods.GATE
 
     def __init__(self, settings: FlopSettings, bert_config, is_training):
         self.settings = settings
+        self.bert_config = bert_config
         self.is_training = is_training
         self.gated_kernels: List[GatedKernel] = []
-        self._ranks = bert_config.extra.get("kernel_ranks") or {}
-        self._initializer_range = bert_config.initializer_range
         self.lambdas = None
         self.lagrangian = None
         self.expected_sparsity = None
+        self.target_sparsity = None
 
-    def dense_factory(self, inputs, units, name, layer_index, activation=None):
-        key = modeling.kernel_key(name)
-        if key not in self._ranks:
-            return modeling.dense(inputs, units, name, activation, self._initializer_range)
-        in_width = int(inputs.shape[-1])
+    def transform_rank(self, hidden, site):
+        gate = HardConcrete(site.rank, site.name, init_mean=self.settings.log_alpha_init_mean)
+        mask = gate.mask(self.is_training)
+        self.gated_kernels.append(GatedKernel(site.key, gate, mask, site.in_width,
+                                              site.out_width))
+        return hidden * mask
 
-        def rank_gate(hidden, gate_name):
-            gate = HardConcrete(self._ranks[key], gate_name,
-                                init_mean=self.settings.log_alpha_init_mean)
-            mask = gate.mask(self.is_training)
-            self.gated_kernels.append(GatedKernel(key, gate, mask, in_width, units))
-            return hidden * mask
-
-        return modeling.low_rank_dense(inputs, units, name, self._ranks[key], activation,
-                                       rank_gate=rank_gate,
-                                       initializer_range=self._initializer_range)
-
-    def extra_loss(self, graph):
+    def create_variables(self, graph):
         if not self.gated_kernels:
             raise UsageError("the model has no gated kernels: its config's kernel_ranks are "
                              "empty or all 0")
-        settings = self.settings
         global_step = tf1.train.get_or_create_global_step()
         with tf1.variable_scope(LAMBDA_SCOPE):
             self.lambdas = [tf1.get_variable(name, [], initializer=tf1.zeros_initializer())
                             for name in LAMBDA_NAMES]
         self.expected_sparsity = expected_sparsity(self.gated_kernels)
-        target = target_sparsity_schedule(global_step, settings.target_sparsity,
-                                          settings.target_sparsity_warmup)
-        gap = self.expected_sparsity - target
+        self.target_sparsity = target_sparsity_schedule(
+            global_step, self.settings.target_sparsity, self.settings.target_sparsity_warmup)
+        gap = self.expected_sparsity - self.target_sparsity
         self.lagrangian = self.lambdas[0] * gap + self.lambdas[1] * tf.square(gap)
+
+    def extra_loss(self, graph):
+        settings = self.settings
         l2 = tf.constant(0.0)
         if settings.regularization_scale > 0:
             kernels = [v for v in tf1.trainable_variables()
@@ -146,17 +134,18 @@ class FlopHooks(methods.GraphHooks):
         extra = self.lagrangian + l2
         if graph.is_training:
             if settings.teacher_checkpoint:
-                distill = teacher.soft_logit_loss(
-                    graph.logits, teacher_logits(settings, graph.features,
-                                                 int(graph.logits.shape[-1])),
-                    settings.distill_temperature, graph.is_regression)
+                taught = teacher.shared_teacher(graph, settings.teacher_config,
+                                                settings.teacher_checkpoint)
+                distill = teacher.soft_logit_loss(graph.logits, taught.logits,
+                                                  settings.distill_temperature,
+                                                  graph.is_regression)
                 tf1.summary.scalar("distillation_loss", distill)
                 extra += settings.distill_weight * distill
             for names in (LAMBDA_NAMES, LAMBDA_TAG_ALIASES):
                 for name, value in zip(names, self.lambdas):
                     tf1.summary.scalar(name, value)
             tf1.summary.scalar("expected_sparsity", self.expected_sparsity)
-            tf1.summary.scalar("target_sparsity", target)
+            tf1.summary.scalar("target_sparsity", self.target_sparsity)
             tf1.summary.scalar("l2_regularization_loss", l2)
         return extra
 

@@ -66,24 +66,26 @@ def distill_terms(teacher_dir, teacher_config, student_config_, student_values,
         settings = DistillSettings(teacher_config, checkpoint.resolve_checkpoint(teacher_dir),
                                    temperature=2.0, task_weight=task_weight)
         hooks = DistillHooks(settings, student_config_)
-        extra = hooks.extra_loss(graph)
+        # The objective the classifier minimises: the weighted task loss plus the method's terms.
+        objective = (hooks.task_loss_weight * tf.reduce_mean(per_example)
+                     + hooks.extra_loss(graph))
         assignments = {v.op.name: v for v in tf1.global_variables()}
         with tf1.Session() as session:
             session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
             for name, value in student_values.items():
                 if name in assignments:
                     assignments[name].load(value, session)
-            return session.run([hooks.terms, extra, tf.reduce_mean(per_example)])
+            return session.run([hooks.terms, objective, tf.reduce_mean(per_example)])
 
 
 def test_losses_vanish_when_the_student_is_the_teacher(tmp_path):
     config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     _, values = write_tiny_model(tmp_path / "teacher", config)
-    terms, extra, task = distill_terms(tmp_path / "teacher", config, config, values,
-                                       task_weight=0.5)
+    terms, objective, task = distill_terms(tmp_path / "teacher", config, config, values,
+                                           task_weight=0.5)
     for name in TERMS:
         assert abs(terms[name]) < 1e-10, (name, terms[name])
-    assert extra == pytest.approx(-0.5 * task, rel=1e-5)  # only (task_weight - 1)·task is left
+    assert objective == pytest.approx(0.5 * task, rel=1e-5)  # only task_weight·task is left
     other = {name: value * 1.5 for name, value in values.items()}
     terms, _, _ = distill_terms(tmp_path / "teacher", config, config, other)
     assert all(terms[name] > 1e-4 for name in TERMS), terms

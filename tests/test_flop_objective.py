@@ -59,7 +59,7 @@ def test_expected_and_deterministic_sparsity_by_hand():
         tf1.train.get_or_create_global_step()
         method = FlopMethod(FlopSettings(target_sparsity=0.5))
         hooks, graph, _ = _build(config, method, is_training=False)
-        hooks.extra_loss(graph)
+        hooks.create_variables(graph)
         kernels = {kernel.key: kernel for kernel in hooks.gated_kernels}
         assert len(kernels) == 6
         assert sum(kernel.gated_params for kernel in kernels.values()) == 224
@@ -98,6 +98,7 @@ def _one_train_step(settings, model_learning_rate=0.0):
         tf1.set_random_seed(0)
         tf1.train.get_or_create_global_step()
         hooks, graph, task_loss = _build(config, FlopMethod(settings), is_training=True)
+        hooks.create_variables(graph)
         total_loss = task_loss + hooks.extra_loss(graph)
         train_op = classifier._train_op(hooks, graph, task_loss, total_loss,
                                         model_learning_rate, num_train_steps=10,

@@ -126,7 +126,9 @@ def reinforce_loss(log_prob, reward, baseline):
 def moving_average_baseline(mean_reward):
     """(baseline used this step, update op): a bias-corrected moving average of the batch-mean
     reward over earlier steps (the first step uses its own mean). Its variables are training
-    state, non-trainable, outside the model's checkpoint names."""
+    state, non-trainable, outside the model's checkpoint names. The update reads the values the
+    baseline read, so it may run at any point of the step: the hooks run it once per step as
+    an after-update op."""
     with tf1.variable_scope(BASELINE_SCOPE):
         average = tf1.get_variable("reward_average", [], trainable=False,
                                    initializer=tf1.zeros_initializer())
@@ -213,6 +215,7 @@ class TrBertHooks(methods.GraphHooks):
         self.token_selector = token_selectors.DynamicSelector(
             self.policies, mode, stop_gradient=settings.train_mode == POLICY_ONLY)
         self.policy_loss = None
+        self._baseline_update = None
 
     @property
     def records(self):
@@ -246,10 +249,8 @@ class TrBertHooks(methods.GraphHooks):
         kept_share = tf.add_n(shares) / float(len(shares))
         reward = tf.stop_gradient(log_likelihood(graph) - settings.alpha * kept_share)
         mean_reward = tf.reduce_mean(reward)
-        updates = []
         if settings.baseline == MOVING_AVERAGE:
-            baseline, update = moving_average_baseline(mean_reward)
-            updates.append(update)
+            baseline, self._baseline_update = moving_average_baseline(mean_reward)
         else:
             baseline = mean_reward
         log_prob = tf.add_n([record.log_prob for record in records])
@@ -275,9 +276,11 @@ class TrBertHooks(methods.GraphHooks):
         tf1.summary.scalar(KEPT_SHARE_METRIC, tf.reduce_mean(kept_share))
         for layer, share in zip(layers, shares):
             tf1.summary.scalar(KEPT_SHARE_LAYER_METRIC.format(layer), tf.reduce_mean(share))
-        # The baseline moves once per step: the loss is fetched with every train op.
-        with tf.control_dependencies(updates):
-            return tf.identity(extra)
+        return extra
+
+    def after_update_ops(self, graph):
+        """The moving-average baseline moves once per training step."""
+        return [self._baseline_update] if self._baseline_update is not None else []
 
     def param_groups(self, graph, schedule):
         if not self.learn:
