@@ -1,4 +1,4 @@
-"""Checkpoint I/O: strict loading into a graph, writing numpy weights, and model folders.
+"""Checkpoint I/O: strict loading into a graph, writing numpy weights and provenance.
 
 Google's run_classifier silently skips graph variables that the checkpoint lacks; that hides
 bugs (a mis-named kernel trains from random init). Here every variable of the encoder must be
@@ -19,7 +19,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from bert.errors import InputError
-from bert.modeling import write_text_atomic
+from bert.files import write_text_atomic
 
 tf1 = tf.compat.v1
 
@@ -267,62 +267,20 @@ def _write_error(path, error):
 
 def write_model_folder(output_dir, config, vocab_file, values, step, source, flags=None,
                        extra_files=None, checkpoint_name=CHECKPOINT_NAME):
-    """Write a complete model folder atomically: config, vocab, checkpoint, provenance.
-
-    Everything goes to a temp folder beside ``output_dir`` that is renamed into place, so a
-    killed or failed step (a full disk) leaves either the old folder or the new one, never half
-    of one. A write failure is raised as OSError naming ``output_dir``.
-    """
-    output_dir = os.path.abspath(output_dir)
-    if os.path.isfile(output_dir):
-        raise NotADirectoryError(f"output_dir {output_dir} is a file; expected a folder")
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    temp = f"{output_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
-        os.makedirs(temp)
-        _write_folder_contents(temp, config, vocab_file, values, step, source, flags,
-                               extra_files, checkpoint_name)
-    except BaseException as error:
-        shutil.rmtree(temp, ignore_errors=True)
-        if isinstance(error, OSError) and error.errno is not None:
-            raise OSError(error.errno, f"cannot write model folder {output_dir} "
-                          f"({error.strerror})") from error
-        raise
-    if os.path.isdir(output_dir):
-        old = f"{output_dir}.old-{os.getpid()}"
-        os.replace(output_dir, old)
-        os.replace(temp, output_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(temp, output_dir)
-    return output_dir
+    """bert.model_folder.write_model_folder, under the name older callers know. That module
+    reads and writes checkpoints through this one, hence the import here, not at the top."""
+    from bert import model_folder
+    return model_folder.write_model_folder(output_dir, config, vocab_file, values, step, source,
+                                           flags, extra_files, checkpoint_name)
 
 
-def _write_folder_contents(folder, config, vocab_file, values, step, source, flags, extra_files,
-                           checkpoint_name):
-    config.to_json_file(os.path.join(folder, "bert_config.json"))
-    shutil.copyfile(vocab_file, os.path.join(folder, os.path.basename(vocab_file)))
-    save_variables(values, os.path.join(folder, checkpoint_name))
+def write_provenance(folder, step, source, flags=None):
+    """provenance.json: which step wrote the folder's checkpoint, from what, with which flags."""
     provenance = {"step": step, "source": source, "flags": flags or {},
                   "command": " ".join(sys.argv),
                   "time": datetime.datetime.now().isoformat(timespec="seconds")}
     write_text_atomic(os.path.join(folder, PROVENANCE_FILE),
                       json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    for name, text in (extra_files or {}).items():
-        write_text_atomic(os.path.join(folder, name), text)
-
-
-def copy_file_atomic(source, destination):
-    """Copy via a temp file + rename: a kill never leaves half a file at ``destination``."""
-    temp = f"{destination}.tmp-{os.getpid()}"
-    try:
-        shutil.copyfile(source, temp)
-        os.replace(temp, destination)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 def find_vocab(model_dir):

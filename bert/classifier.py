@@ -12,21 +12,18 @@ Re-running into the same ``output_dir`` resumes from its last good checkpoint. C
 SIGTERM during training saves the current step before the run stops.
 """
 import dataclasses
-import errno
 import json
 import logging
 import math
 import os
-import re
-import signal
 import time
 from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from bert import (checkpoint, distribution, glue, methods, modeling, optimization,
-                  tokenization)
-from bert.errors import Interrupted, TrainingDivergedError, UsageError
+from bert import (checkpoint, distribution, files, glue, methods, model_folder, modeling,
+                  optimization, tokenization, training)
+from bert.errors import UsageError
 # The classifier's pieces, importable from here as before the split:
 from bert.features import (SHUFFLE_BUFFER, Task, cached_features,  # noqa: F401
                            convert_example, file_fingerprint, input_fn_builder, truncate_pair)
@@ -41,11 +38,8 @@ log = logging.getLogger("bert")
 EVAL_RESULTS_FILE = "eval_results.txt"
 TEST_RESULTS_FILE = "test_results.tsv"
 HPARAMS_FILE = "hparams.json"
-CONFIG_FILE = "bert_config.json"
 SECONDS_PER_MINUTE = 60.0
 MIN_SEQ_LENGTH = 3  # [CLS] x [SEP]
-NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
-TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
 
 
 @dataclasses.dataclass
@@ -162,8 +156,8 @@ def format_eval_results(result, train_seconds=None, eval_seconds=None):
 def write_hparams_summary(output_dir, hparams):
     """All hyper-parameters once, as a TensorBoard text summary (and a json beside it)."""
     os.makedirs(output_dir, exist_ok=True)
-    modeling.write_text_atomic(os.path.join(output_dir, HPARAMS_FILE),
-                               json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
+    files.write_text_atomic(os.path.join(output_dir, HPARAMS_FILE),
+                            json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n")
     table = "\n".join(f"| {key} | {value} |" for key, value in sorted(hparams.items()))
     with tf.Graph().as_default():
         summary = tf1.summary.text("hyperparameters",
@@ -172,16 +166,6 @@ def write_hparams_summary(output_dir, hparams):
             writer = tf1.summary.FileWriter(output_dir)
             writer.add_summary(session.run(summary), 0)
             writer.close()
-
-
-def remove_new_temporaries(folder, existing):
-    """Remove the half-written files a failed write of this run left in ``folder`` (TF writes
-    ``<name>.tmp<hex>`` files and ``<checkpoint>_temp`` folders, then renames them)."""
-    checkpoint.remove_save_temporaries(folder)
-    for name in set(os.listdir(folder)) - existing:
-        if TEMPORARY_NAME.search(name):
-            log.warning("removing %s, left by the failed write", os.path.join(folder, name))
-            os.remove(os.path.join(folder, name))
 
 
 class Classifier:
@@ -308,8 +292,6 @@ class Classifier:
         """
         s = self.settings
         strategy = self._train_strategy()
-        os.makedirs(s.output_dir, exist_ok=True)
-        checkpoint.latest_good_checkpoint(s.output_dir)
         max_steps = max_steps or self.num_train_steps
         stop_hook = StopOnSignalHook()
         estimator = self.estimator(seed, [stop_hook], keep_checkpoint_max, strategy)
@@ -318,39 +300,16 @@ class Classifier:
             s.seed if seed is None else seed)
         log.info("training on %d examples to step %d (batch %d, %g epochs)",
                  len(self.train_examples), max_steps, s.train_batch_size, s.num_train_epochs)
-        start = time.time()
-        before = set(os.listdir(s.output_dir))
-        try:
-            # In a cluster train_and_evaluate starts this task's server and plays its role
-            # (chief, worker, ps, evaluator); the evaluator task evaluates each checkpoint.
-            if (s.evaluate_every_checkpoint and s.do_eval
-                    or s.distribution in distribution.CLUSTER_DISTRIBUTIONS):
-                tf.estimator.train_and_evaluate(
-                    estimator, tf.estimator.TrainSpec(train_input, max_steps=max_steps),
-                    tf.estimator.EvalSpec(self.dev_input_fn(), steps=None,
-                                          exporters=list(exporters), throttle_secs=0,
-                                          start_delay_secs=0))
-            else:
-                estimator.train(train_input, max_steps=max_steps)
-        except tf1.train.NanLossDuringTrainingError:
-            raise TrainingDivergedError(
-                f"the loss became NaN at step {stop_hook.last_step + 1}; lower the learning "
-                f"rate (--learning_rate={s.learning_rate:g}); the last good checkpoint is kept: "
-                f"{estimator.latest_checkpoint()}") from None
-        except tf.errors.OpError as error:
-            if NO_SPACE not in error.message:
-                raise
-            remove_new_temporaries(s.output_dir, before)
-            raise OSError(errno.ENOSPC, f"no space left on device while training into "
-                                        f"{s.output_dir} ({error.message.splitlines()[0]}); the "
-                                        "last complete checkpoint is kept") from None
-        finally:
-            stop_hook.restore()
-        if stop_hook.signal_number is not None:
-            name = signal.Signals(stop_hook.signal_number).name
-            raise Interrupted(f"stopped by {name}; saved {estimator.latest_checkpoint()}; run "
-                              "the same command again to resume", stop_hook.signal_number)
-        return time.time() - start
+        eval_spec = None
+        # In a cluster train_and_evaluate starts this task's server and plays its role
+        # (chief, worker, ps, evaluator); the evaluator task evaluates each checkpoint.
+        if (s.evaluate_every_checkpoint and s.do_eval
+                or s.distribution in distribution.CLUSTER_DISTRIBUTIONS):
+            eval_spec = tf.estimator.EvalSpec(self.dev_input_fn(), steps=None,
+                                              exporters=list(exporters), throttle_secs=0,
+                                              start_delay_secs=0)
+        return training.train_estimator(estimator, train_input, max_steps, s.output_dir,
+                                        stop_hook, s.learning_rate, eval_spec)
 
     def evaluate(self, checkpoint_path=None, write=True, train_seconds=None):
         """Full dev-set metrics; writes eval_results.txt unless ``write`` is False."""
@@ -363,7 +322,7 @@ class Classifier:
         if write:
             text = format_eval_results(result, train_seconds, time.time() - start)
             path = os.path.join(self.settings.output_dir, EVAL_RESULTS_FILE)
-            modeling.write_text_atomic(path, text)
+            files.write_text_atomic(path, text)
             log.info("eval results (%s):\n%s", path, text)
         return result
 
@@ -379,8 +338,8 @@ class Classifier:
         else:
             rows = ["\t".join(f"{p:.6f}" for p in out["probabilities"]) for out in outputs]
         os.makedirs(s.output_dir, exist_ok=True)
-        modeling.write_text_atomic(os.path.join(s.output_dir, TEST_RESULTS_FILE),
-                                   "\n".join(rows) + "\n")
+        files.write_text_atomic(os.path.join(s.output_dir, TEST_RESULTS_FILE),
+                                "\n".join(rows) + "\n")
         written = [TEST_RESULTS_FILE]
         if s.write_submission:
             submission = os.path.join(s.output_dir, glue.SUBMISSION_FILE_NAMES[self.task.name])
@@ -394,12 +353,9 @@ class Classifier:
     def describe_output_dir(self):
         """The config and vocabulary beside the checkpoints: output_dir is then a model folder
         that export, benchmark, factorize or a teacher flag take as it is."""
-        out = self.settings.output_dir
-        os.makedirs(out, exist_ok=True)
-        self.bert_config.to_json_file(os.path.join(out, CONFIG_FILE))
-        vocab = os.path.join(out, os.path.basename(self.settings.vocab_file))
-        if os.path.abspath(vocab) != os.path.abspath(self.settings.vocab_file):
-            checkpoint.copy_file_atomic(self.settings.vocab_file, vocab)
+        os.makedirs(self.settings.output_dir, exist_ok=True)
+        model_folder.copy_config_and_vocab(self.settings.output_dir, self.bert_config,
+                                           self.settings.vocab_file)
 
     def run(self, exporters=()):
         """do_train, do_eval and do_predict as the settings say; returns the eval result."""

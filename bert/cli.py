@@ -6,6 +6,7 @@
 SIGINT or SIGTERM stopped it. Anything else is a bug and keeps its traceback.
 """
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -103,6 +104,26 @@ def absl_flags_parser(program):
         except flags.Error as error:
             sys.exit(fail(program, _one_line(error)))
     return parse
+
+
+def field_default(settings_class, name):
+    """The default of a settings dataclass's field, for the flag of the same setting: one
+    default per setting, kept by the library."""
+    field = {field.name: field for field in dataclasses.fields(settings_class)}[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    if field.default is dataclasses.MISSING:
+        raise TypeError(f"{settings_class.__name__}.{name} has no default")
+    return field.default
+
+
+def settings_from_namespace(settings_class, namespace, **overrides):
+    """A library's settings from parsed arguments, at the command line's edge: each field from
+    the argument of its name (fields without one keep their default); ``overrides`` win."""
+    values = {field.name: getattr(namespace, field.name)
+              for field in dataclasses.fields(settings_class) if hasattr(namespace, field.name)}
+    values.update(overrides)
+    return settings_class(**values)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 
 from bert import cli
-from bert.checkpoint import write_model_folder
+from bert.model_folder import write_model_folder
 from bert.errors import InputError
 from bert.modeling import LAYER_NORM_EPSILON, BertConfig, ConfigError
 

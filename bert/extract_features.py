@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-from bert import checkpoint, classifier, cli, modeling, tokenization
+from bert import checkpoint, classifier, cli, files, modeling, tokenization
 from bert import run_classifier as google_flags
 from bert.errors import UsageError
 
@@ -220,7 +220,6 @@ def extract(bert_config, init_checkpoint, tokenizer, examples, layers, max_seq_l
     slot = {layer: needed.index(layer) for layer in layers}
     output_file = os.path.abspath(output_file)
     os.makedirs(os.path.dirname(output_file), exist_ok=True)
-    temp = f"{output_file}.tmp-{os.getpid()}"
     truncated = 0
     with tf.Graph().as_default() as graph:
         input_ids = tf1.placeholder(tf.int32, [None, None], "input_ids")
@@ -237,26 +236,22 @@ def extract(bert_config, init_checkpoint, tokenizer, examples, layers, max_seq_l
         progress = Progress(len(examples))
         log.info("extracting layers %s for %d lines (batch %d)",
                  ",".join(map(str, layers)), len(examples), batch_size)
-        try:
-            with tf1.Session(graph=graph, config=session_config()) as session, \
-                    open(temp, "w", encoding="utf-8") as writer:
-                session.run(initialize)
-                for start in range(0, len(examples), batch_size):
-                    batch = [convert_example(text_a, text_b, tokenizer, max_seq_length)
-                             for text_a, text_b in examples[start:start + batch_size]]
-                    truncated += sum(item[3] for item in batch)
-                    ids, mask, segments = pad_batch([item[1] for item in batch],
-                                                    [item[2] for item in batch])
-                    outputs = session.run(fetches, {input_ids: ids, input_mask: mask,
-                                                    segment_ids: segments})
-                    for row, (tokens, _, _, _) in enumerate(batch):
-                        values = [outputs[slot[layer]][row, :len(tokens)] for layer in layers]
-                        writer.write(feature_json(start + row, tokens, values, layers) + "\n")
-                    progress.update(start + len(batch))
-            os.replace(temp, output_file)
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
+        with files.atomic_path(output_file) as temp, \
+                tf1.Session(graph=graph, config=session_config()) as session, \
+                open(temp, "w", encoding="utf-8") as writer:
+            session.run(initialize)
+            for start in range(0, len(examples), batch_size):
+                batch = [convert_example(text_a, text_b, tokenizer, max_seq_length)
+                         for text_a, text_b in examples[start:start + batch_size]]
+                truncated += sum(item[3] for item in batch)
+                ids, mask, segments = pad_batch([item[1] for item in batch],
+                                                [item[2] for item in batch])
+                outputs = session.run(fetches, {input_ids: ids, input_mask: mask,
+                                                segment_ids: segments})
+                for row, (tokens, _, _, _) in enumerate(batch):
+                    values = [outputs[slot[layer]][row, :len(tokens)] for layer in layers]
+                    writer.write(feature_json(start + row, tokens, values, layers) + "\n")
+                progress.update(start + len(batch))
     if truncated:
         log.warning("%d of %d lines were longer than --max_seq_length=%d and were truncated",
                     truncated, len(examples), max_seq_length)

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from bert import glue, modeling, tokenization
+from bert import files, glue, tokenization
 from bert.errors import UsageError
 
 FEATURE_CACHE_VERSION = 1  # bump when the feature layout changes to invalidate caches
@@ -59,17 +59,11 @@ def cached_features(examples, processor, tokenizer, max_seq_length, record_file,
                 return record_file
     labels = processor.get_labels()
     label_map = None if labels is None else {label: i for i, label in enumerate(labels)}
-    temp = f"{record_file}.tmp-{os.getpid()}"
-    try:
-        with tf.io.TFRecordWriter(temp) as writer:
-            for example in examples:
-                feature = convert_example(example, label_map, max_seq_length, tokenizer)
-                writer.write(_tf_example(feature, processor.is_regression).SerializeToString())
-        os.replace(temp, record_file)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    modeling.write_text_atomic(key_file, json.dumps(cache_key, sort_keys=True))
+    with files.atomic_path(record_file) as temp, tf.io.TFRecordWriter(temp) as writer:
+        for example in examples:
+            feature = convert_example(example, label_map, max_seq_length, tokenizer)
+            writer.write(_tf_example(feature, processor.is_regression).SerializeToString())
+    files.write_text_atomic(key_file, json.dumps(cache_key, sort_keys=True))
     return record_file
 
 

@@ -11,9 +11,9 @@ import csv
 import dataclasses
 import math
 import os
-import tempfile
 from typing import List, Optional, Sequence, Union
 
+from bert import files
 from bert.errors import InputError
 from bert.tokenization import describe_undecodable
 
@@ -336,11 +336,4 @@ def write_submission(path, processor, test_examples, predictions):
         lines.append(f"{example.test_index}\t{_format_prediction(processor, prediction)}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=folder, prefix=".submission-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write("\n".join(lines) + "\n")
-        os.replace(temp_path, path)
-    except BaseException:
-        os.unlink(temp_path)
-        raise
+    files.write_text_atomic(path, "\n".join(lines) + "\n")

@@ -123,8 +123,8 @@ def model_fn_builder(bert_config, settings: ModelFnSettings, method_list,
         task_loss = tf.reduce_mean(graph.per_example_loss)
         total_loss = hooks.task_loss_weight * task_loss + hooks.extra_loss(graph)
         if is_training:
-            return _training_spec(hooks, graph, task_loss, total_loss, settings,
-                                  allow_missing, extra_training_hooks)
+            return training_spec(hooks, graph, total_loss, settings, allow_missing,
+                                 extra_training_hooks, task_loss)
         ops = task_metric_ops(settings.task_name, graph.predictions, features["label_ids"],
                               graph.per_example_loss)
         ops.update(hooks.eval_metric_ops(graph))
@@ -133,17 +133,26 @@ def model_fn_builder(bert_config, settings: ModelFnSettings, method_list,
     return model_fn
 
 
-def _training_spec(hooks, graph, task_loss, total_loss, settings, allow_missing,
-                   extra_training_hooks):
+def training_spec(hooks, graph, total_loss, settings, allow_missing, extra_training_hooks=(),
+                  task_loss=None):
+    """The training EstimatorSpec of any graph whose methods ran their phases (the classifier,
+    pre-training): start from ``settings.init_checkpoint``, phases 3 to 5, progress.
+
+    ``settings`` has ModelFnSettings' training fields (init_checkpoint, learning_rate,
+    num_train_steps, num_warmup_steps, weight_decay, train_batch_size, log_every_n_steps).
+    ``task_loss``: the classifier's task term, shown in TensorBoard (None: a run without one
+    names its own loss terms)."""
     if settings.init_checkpoint:
         # Once for the (mirrored) variables, not once per replica.
         distribution.in_cross_replica_context(
             lambda: _init_from_checkpoint(settings.init_checkpoint, allow_missing))
     # The loss of the whole global batch: what the log and TensorBoard show.
     mean_loss = distribution.mean_over_replicas([total_loss])[0]
-    train_op = _train_op(hooks, graph, task_loss, total_loss, settings.learning_rate,
-                         settings.num_train_steps, settings.num_warmup_steps, mean_loss,
-                         settings.weight_decay)
+    schedule = methods.Schedule(settings.num_train_steps, settings.num_warmup_steps,
+                                settings.learning_rate)
+    train_op = phases_train_op(hooks, graph, total_loss, schedule, settings.weight_decay)
+    if task_loss is not None:
+        _loss_summaries(task_loss, mean_loss)
     progress = ProgressHook(mean_loss, settings.num_train_steps, settings.train_batch_size,
                             settings.log_every_n_steps)
     # Estimator sums the replicas' losses to report one, so each reports its share.
@@ -162,16 +171,24 @@ def _init_from_checkpoint(init_checkpoint, allow_missing):
 
 def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_steps,
               num_warmup_steps, mean_loss=None, weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
-    """The methods' own parameter groups plus one "model" group for every other variable, then
-    the methods' after-update ops. ``mean_loss``: the loss over all replicas, for TensorBoard
-    (default ``total_loss``)."""
+    """``phases_train_op`` plus the classifier's loss summaries. ``mean_loss``: the loss over
+    all replicas, for TensorBoard (default ``total_loss``)."""
     schedule = methods.Schedule(num_train_steps, num_warmup_steps, learning_rate)
+    train_op = phases_train_op(hooks, graph, total_loss, schedule, weight_decay)
+    _loss_summaries(task_loss, total_loss if mean_loss is None else mean_loss)
+    return train_op
+
+
+def phases_train_op(hooks, graph, total_loss, schedule: methods.Schedule,
+                    weight_decay=optimization.DEFAULT_WEIGHT_DECAY):
+    """Phases 3 and 4: the methods' own parameter groups plus one "model" group for every other
+    variable, then the methods' after-update ops inside the update's control dependencies."""
     groups, losses_by_group = hooks.param_groups(graph, schedule)
     claimed = {variable.op.name for group in groups for variable in group.variables}
     model_variables = ([v for v in tf1.trainable_variables() if v.op.name not in claimed]
-                       if learning_rate > 0 else [])  # rate 0 freezes the model (FLOP's seed)
-    groups.insert(0, optimization.ParamGroup("model", model_variables, learning_rate,
-                                             num_train_steps, num_warmup_steps,
+                       if schedule.learning_rate > 0 else [])  # rate 0 freezes the model (FLOP)
+    groups.insert(0, optimization.ParamGroup("model", model_variables, schedule.learning_rate,
+                                             schedule.num_train_steps, schedule.num_warmup_steps,
                                              weight_decay=weight_decay))
     train_op, rates = optimization.create_train_op(total_loss, groups,
                                                    losses_by_group=losses_by_group)
@@ -181,6 +198,9 @@ def _train_op(hooks, graph, task_loss, total_loss, learning_rate, num_train_step
             train_op = tf.group(*after_update)
     for group in groups:
         tf1.summary.scalar(f"{group.name}_lr", rates.get(group.name, tf.constant(0.0)))
-    tf1.summary.scalar("task_loss", task_loss)
-    tf1.summary.scalar(TRAINING_LOSS_ALIAS, total_loss if mean_loss is None else mean_loss)
     return train_op
+
+
+def _loss_summaries(task_loss, loss):
+    tf1.summary.scalar("task_loss", task_loss)
+    tf1.summary.scalar(TRAINING_LOSS_ALIAS, loss)

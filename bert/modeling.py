@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from bert import files
 from bert.errors import InputError
 
 tf1 = tf.compat.v1
@@ -167,7 +168,7 @@ class BertConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path):
-        write_text_atomic(path, self.to_json_string())
+        files.write_text_atomic(path, self.to_json_string())
 
     def copy(self):
         return BertConfig.from_dict(self.to_dict())
@@ -181,18 +182,6 @@ def _is_real(value):
 def _check_positive_int(key, value):
     if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
         raise ConfigError(f"{key}={value!r}: expected a positive integer")
-
-
-def write_text_atomic(path, text):
-    """Write via a temp file + rename so that a kill never leaves a half-written file."""
-    temp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # Activations ------------------------------------------------------------------------------------

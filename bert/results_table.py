@@ -7,7 +7,7 @@ Reads ``<output_dir>/<TASK>/lr_<lr>/eval_results.txt`` as written by run_classif
 import os
 import sys
 
-from bert import cli, glue, modeling
+from bert import cli, files, glue
 from bert.classifier import EVAL_RESULTS_FILE
 
 PROGRAM = "bert.results_table"
@@ -78,7 +78,7 @@ def main(argv=None):
     text = tables(found)
     print(text, end="")
     if args.write:
-        modeling.write_text_atomic(args.write, text)
+        files.write_text_atomic(args.write, text)
     return cli.EXIT_OK
 
 

@@ -13,21 +13,29 @@ import dataclasses
 
 from absl import flags
 
-from bert import cli, distribution, glue, optimization
+from bert import cli, distribution, glue
 from bert.classifier import Classifier, ClassifierSettings
 
 FLAGS = flags.FLAGS
 PROGRAM = "run_classifier"
 
 
+def classifier_default(name):
+    """A flag's default: the ClassifierSettings field's."""
+    return cli.field_default(ClassifierSettings, name)
+
+
 def define_model_flags():
     """The flags naming a model and its input (shared with extract_features)."""
     flags.DEFINE_string("vocab_file", None, "vocab.txt (WordPiece) or a SentencePiece .model.")
     flags.DEFINE_string("bert_config_file", None, "bert_config.json of the model.")
-    flags.DEFINE_string("init_checkpoint", None, "Checkpoint prefix or model folder to start "
-                        "from (or to evaluate/predict with).")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case input (uncased models).")
-    flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece (padded).")
+    flags.DEFINE_string("init_checkpoint", classifier_default("init_checkpoint"),
+                        "Checkpoint prefix or model folder to start from (or to evaluate/predict "
+                        "with).")
+    flags.DEFINE_bool("do_lower_case", classifier_default("do_lower_case"),
+                      "Lower-case input (uncased models).")
+    flags.DEFINE_integer("max_seq_length", classifier_default("max_seq_length"),
+                         "Tokens per example after WordPiece (padded).")
 
 
 def define_flags():
@@ -36,25 +44,31 @@ def define_flags():
     flags.DEFINE_string("task_name", None, "GLUE task: " + ", ".join(glue.TASK_NAMES))
     flags.DEFINE_string("data_dir", None, "Folder with the task's train.tsv/dev.tsv/test.tsv.")
     flags.DEFINE_string("output_dir", None, "Where checkpoints, features and results go.")
-    flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
-    flags.DEFINE_bool("do_eval", False, "Evaluate on dev.tsv and write eval_results.txt.")
-    flags.DEFINE_bool("do_predict", False, "Predict test.tsv and write the GLUE submission file.")
-    flags.DEFINE_integer("train_batch_size", 32, "Global training batch size: with N replicas "
-                         "in sync (--distribution) each takes train_batch_size / N a step.")
-    flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
-    flags.DEFINE_float("learning_rate", 5e-5, "Peak AdamW learning rate.")
-    flags.DEFINE_float("weight_decay", optimization.DEFAULT_WEIGHT_DECAY,
-                       "AdamW's decoupled weight decay rate (not on biases and LayerNorm).")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
-    flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear warm-up.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
-    flags.DEFINE_integer("keep_checkpoint_max", 3, "Checkpoints kept in output_dir.")
-    flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples "
-                         "(0: all).")
-    flags.DEFINE_integer("log_every_n_steps", 20, "Progress log interval (steps).")
-    flags.DEFINE_integer("seed", 12345, "Graph-level random seed (dropout, head init, shuffle).")
-    flags.DEFINE_enum("distribution", distribution.NONE, distribution.DISTRIBUTIONS,
+    for name, text in (("do_train", "Fine-tune on train.tsv."),
+                       ("do_eval", "Evaluate on dev.tsv and write eval_results.txt."),
+                       ("do_predict", "Predict test.tsv and write the GLUE submission file.")):
+        flags.DEFINE_bool(name, classifier_default(name), text)
+    flags.DEFINE_integer("train_batch_size", classifier_default("train_batch_size"),
+                         "Global training batch size: with N replicas in sync (--distribution) "
+                         "each takes train_batch_size / N a step.")
+    for name, text in (
+            ("eval_batch_size", "Evaluation batch size."),
+            ("predict_batch_size", "Prediction batch size."),
+            ("save_checkpoints_steps", "Checkpoint every this many steps."),
+            ("keep_checkpoint_max", "Checkpoints kept in output_dir."),
+            ("max_train_examples", "Use only the first N training examples (0: all)."),
+            ("log_every_n_steps", "Progress log interval (steps)."),
+            ("seed", "Graph-level random seed (dropout, head init, shuffle).")):
+        flags.DEFINE_integer(name, classifier_default(name), text)
+    for name, text in (
+            ("learning_rate", "Peak AdamW learning rate."),
+            ("weight_decay", "AdamW's decoupled weight decay rate (not on biases and "
+                             "LayerNorm)."),
+            ("num_train_epochs", "Training epochs."),
+            ("warmup_proportion", "Share of steps with linear warm-up.")):
+        flags.DEFINE_float(name, classifier_default(name), text)
+    flags.DEFINE_enum("distribution", classifier_default("distribution"),
+                      distribution.DISTRIBUTIONS,
                       "How training is spread: none (one device), mirrored (every local GPU), "
                       "multi_worker or parameter_server (the cluster in TF_CONFIG).")
 

@@ -5,7 +5,7 @@ import datetime
 import json
 import os
 
-from bert import modeling
+from bert import files
 from bert.errors import UsageError
 
 LOG_FILE = "log_file.txt"
@@ -40,7 +40,7 @@ def read_json(path):
 
 
 def write_json(path, value):
-    modeling.write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    files.write_json_atomic(path, value, sort_keys=True)
 
 
 def check_settings(folder, settings, output_flag):

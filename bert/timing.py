@@ -5,7 +5,6 @@ A model is timed as its config describes it (compact ranks, and the methods its 
 for, e.g. a PoWER-BERT retention configuration), plus any methods given explicitly.
 """
 import dataclasses
-import os
 import statistics
 import time
 from typing import Sequence
@@ -13,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, cli, distribution, methods, modeling
+from bert import checkpoint, distribution, methods, model_folder, modeling
 from bert.classifier import classifier_head
 
 tf1 = tf.compat.v1
@@ -22,7 +21,6 @@ WARMUP_RUNS = 2  # first runs pay for graph optimisation and allocation
 DEFAULT_LABELS = 2
 FIRST_WORD_ID = 1000  # ids below are special tokens and [unused] slots in BERT vocabularies
 SECONDS_TO_MS = 1000.0
-CONFIG_FILE = "bert_config.json"
 
 
 @dataclasses.dataclass
@@ -37,11 +35,9 @@ class TimedModel:
 
 def load_model_dir(model_dir, flag="model_dir", num_labels=DEFAULT_LABELS):
     """A TimedModel of a model folder (config + checkpoint)."""
-    cli.require_dir(model_dir, flag, "a model folder with bert_config.json and a checkpoint")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(model_dir, CONFIG_FILE), flag, "a model folder with bert_config.json"))
-    return TimedModel(config, checkpoint.resolve_checkpoint(model_dir, flag=flag),
-                      num_labels=num_labels, label=model_dir)
+    model = model_folder.load(model_dir, flag, need_vocab=False)
+    return TimedModel(model.bert_config, model.checkpoint_prefix, num_labels=num_labels,
+                      label=model_dir)
 
 
 def random_ids(vocab_size, batch_size, seq_length, seed=0):

@@ -21,9 +21,7 @@ timed examples over all timed seconds, consecutive batches in a cycle).
 Writes OUTPUT_DIR/benchmark.md, benchmark.csv and (with a dev metric) benchmark.png.
 """
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import logging
 import os
@@ -31,26 +29,26 @@ import sys
 import time
 from typing import Callable, List, Optional
 
-import matplotlib
 import numpy as np
 import onnx
 
-from bert import checkpoint, cli, glue, metrics, modeling, timing, tokenization
+from bert import (checkpoint, cli, files, glue, metrics, model_folder, modeling, timing,
+                  tokenization)
 from bert.errors import InputError
 from bert.classifier import MIN_SEQ_LENGTH
-from deploy import flops, inference
-
-matplotlib.use("Agg")  # files only: no display on servers
-from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
+from deploy import flops, inference, peer
+from deploy.benchmark_table import (CELL_FORMATS, COLUMNS, HEADINGS,  # noqa: F401
+                                    MISSING_CELL, ONNX_SUFFIX, csv_text, records,
+                                    write_plot)
 
 log = logging.getLogger("deploy")
 
 PROGRAM = "deploy.benchmark"
-ONNX_SUFFIX = ".onnx"
 FP32_ONNX = "model.onnx"
 INT8_ONNX = "model.int8.onnx"
 VOCAB_FILE = "vocab.txt"
 NAME_SEPARATOR = "="  # MODEL arguments may be NAME=PATH
+PEER_DIR = "peer"  # OUTPUT_DIR/peer: the peer's export of the first model folder
 REFERENCE_DIR = "reference"
 ENGINE_TF = "tf"
 ENGINE_FP32 = "onnxruntime fp32"
@@ -61,23 +59,14 @@ WEIGHT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorPro
 QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 # A quantized weight's scale and zero point describe it; they are not parameters of the model.
 QUANTIZATION_SUFFIXES = ("_scale", "_zero_point")
-EXPORT_INFO = "export.json"
-EXPORT_SOURCE = "source_model_dir"  # export.json's key naming the exported model folder
+EXPORT_INFO, EXPORT_SOURCE = inference.EXPORT_INFO, inference.EXPORT_SOURCE
 SYNTHETIC_SENTENCES = 256
 SYNTHETIC_MIN_WORDS = 4
 SYNTHETIC_SEED = 0
 SINGLE_SPECIAL_TOKENS = 2  # [CLS] text [SEP]
 LATENCY_PERCENTILES = (50, 90)
 MS_PER_SECOND = 1000.0
-BYTES_PER_MB = 1e6
 OUTPUT_FILES = ("benchmark.md", "benchmark.csv", "benchmark.png")
-COLUMNS = ("model", "engine", "params", "flops", "flops_timed", "disk_mb", "dev_metric",
-           "latency_p50_ms", "latency_p90_ms", "throughput", "speedup", "flop_reduction",
-           "speedup_over_flop_reduction")
-HEADINGS = ("model", "engine", "params", "FLOPs/example", "FLOPs/example timed", "disk MB",
-            "dev {metric}",
-            "p50 ms (batch 1)", "p90 ms (batch 1)", "examples/s (batch {batch})", "speed-up",
-            "FLOP reduction", "speed-up ÷ FLOP reduction")
 
 
 @dataclasses.dataclass
@@ -144,7 +133,7 @@ def onnx_row(onnx_file, bert_config=None):
     folder = os.path.dirname(onnx_file)
     params, quantized, num_labels = onnx_summary(onnx_file)
     source = export_source(folder)
-    config_file = source and os.path.join(source, inference.CONFIG_FILE)
+    config_file = source and os.path.join(source, model_folder.CONFIG_FILE)
     if bert_config is None and config_file and os.path.isfile(config_file):
         bert_config = modeling.BertConfig.from_json_file(config_file)
     vocab = os.path.join(folder, VOCAB_FILE)
@@ -321,38 +310,6 @@ def timed_flops(row, batches, iterations):
 
 
 # Table ------------------------------------------------------------------------------------------
-def records(rows):
-    """One dict per row, keyed by COLUMNS; None where a value is unknown."""
-    base = rows[0]
-    table = []
-    for row in rows:
-        speedup = row.throughput / base.throughput
-        reduction = (base.flops_timed / row.flops_timed
-                     if base.flops_timed and row.flops_timed else None)
-        table.append(dict(zip(COLUMNS, (
-            row.shown, row.engine, row.params, row.flops, row.flops_timed,
-            row.disk_bytes / BYTES_PER_MB,
-            row.dev_metric, *row.latency_ms, row.throughput, speedup, reduction,
-            speedup / reduction if reduction else None))))
-    return table
-
-
-def human(value):
-    """7.02 k, 22.35 G: FLOP counts span tiny test models to BERT-large."""
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= factor:
-            return f"{value / factor:.2f} {prefix}"
-    return f"{value:g}"
-
-
-CELL_FORMATS = dict(params="{:,}".format, flops=human, flops_timed=human, disk_mb="{:.2f}".format,
-                    dev_metric="{:.4f}".format, latency_p50_ms="{:.2f}".format,
-                    latency_p90_ms="{:.2f}".format, throughput="{:.1f}".format,
-                    speedup="{:.2f}".format, flop_reduction="{:.2f}".format,
-                    speedup_over_flop_reduction="{:.2f}".format)
-MISSING_CELL = "–"
-
-
 def markdown(table, args, inputs, metric_name, notes):
     headings = [heading.format(metric=metric_name or "metric", batch=args.batch_size)
                 for heading in HEADINGS]
@@ -376,46 +333,6 @@ def markdown(table, args, inputs, metric_name, notes):
     return "\n".join(lines) + "\n"
 
 
-def csv_text(table):
-    out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: "" if value is None else value for key, value in record.items()}
-                     for record in table)
-    return out.getvalue()
-
-
-def short_label(path):
-    """'compact' for a folder, 'export/model.onnx' for a file: enough to tell points apart
-    (a NAME=PATH argument's NAME is kept as it is)."""
-    path = os.path.normpath(path)
-    if path.endswith(ONNX_SUFFIX):
-        return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
-    return os.path.basename(path)
-
-
-def write_plot(path, table, metric_name):
-    """Dev metric against speed-up, one labelled point per row; written via a temp file."""
-    figure, axes = pyplot.subplots(figsize=(7, 5))
-    for record in table:
-        axes.scatter(record["speedup"], record["dev_metric"])
-        axes.annotate(f"{short_label(record['model'])} ({record['engine']})",
-                      (record["speedup"], record["dev_metric"]),
-                      textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axes.set_xlabel("speed-up vs the first row (throughput ratio)")
-    axes.set_ylabel(f"dev {metric_name}")
-    axes.grid(True, alpha=0.3)
-    temp = f"{path}.tmp-{os.getpid()}"
-    try:
-        figure.savefig(temp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
-    finally:
-        pyplot.close(figure)
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-# Program ----------------------------------------------------------------------------------------
 def validate(args):
     """Every flag that needs no file, before anything is loaded or written."""
     cli.require_in_range(args.batch_size, "batch_size", 1)
@@ -438,6 +355,9 @@ def validate(args):
                              f"{INT8_ONNX}")
     if args.output_dir:
         cli.require_output_dir(args.output_dir, "output_dir")
+    cli.require(not args.peer_reference or args.output_dir,
+                "--peer_reference exports the first model folder the peer's way: give "
+                "--output_dir for it")
 
 
 def with_references(rows, args, notes):
@@ -478,6 +398,23 @@ def export_reference(baseline, args, notes):
     return export_rows(reference_dir, baseline.bert_config)
 
 
+def peer_rows(rows, args, notes):
+    """The first model folder exported the peer's way (deploy.peer), as two more rows."""
+    reason = peer.missing_reason()
+    if reason:
+        notes.append(reason + ".")
+        return []
+    baseline = next(row for row in rows if row.engine == ENGINE_TF)
+    folder = os.path.join(args.output_dir, PEER_DIR)
+    peer.export_peer(baseline.label, folder, args.max_seq_length)
+    notes.append(f"Peer reference rows: {baseline.label} through {peer.PEER_PIPELINE}, "
+                 f"in {folder}; × peer INT8 is each row's throughput ÷ that row's.")
+    exported = export_rows(folder, baseline.bert_config)
+    for row, name in zip(exported, (peer.FP32_ROW, peer.INT8_ROW)):
+        row.name = name
+    return exported
+
+
 def check_rows(rows, args, first_vocab):
     """Every row can read the baseline's encodings and answer the task."""
     for row in rows:
@@ -506,6 +443,18 @@ def named_rows(argument):
     return rows
 
 
+def per_input_notes(rows):
+    """The rows whose methods keep tokens per input: their FLOPs are an upper bound."""
+    reasons = [(row.shown, flops.per_input_notes(row.bert_config)) for row in rows
+               if row.bert_config is not None]
+    reasons = [(shown, notes) for shown, notes in reasons if notes]
+    if not reasons:
+        return []
+    why = " ".join(dict.fromkeys(note for _, notes in reasons for note in notes))
+    return [f"FLOPs of {', '.join(shown for shown, _ in reasons)}: the dense count, an upper "
+            f"bound; {why}"]
+
+
 def run(args):
     validate(args)
     notes = []
@@ -514,16 +463,13 @@ def run(args):
                                     "tokenize with; give its export folder instead")
     check_rows(rows, args, rows[0].vocab_file)
     rows = with_references(rows, args, notes)
+    if args.peer_reference:
+        rows += peer_rows(rows, args, notes)
     for row in rows:
         if row.bert_config is not None:
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
                                                 row.num_labels)
-    dynamic = [row.shown for row in rows
-               if row.bert_config is not None and flops.is_dynamic(row.bert_config)]
-    if dynamic:
-        notes.append(f"FLOPs of {', '.join(dynamic)}: the dense count, an upper bound; TR-BERT "
-                     "keeps tokens per input (its stage's eval_results.txt gives the measured "
-                     "flops_share on dev).")
+    notes += per_input_notes(rows)
     inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
     for row in rows:
         if row.bert_config is not None:
@@ -548,8 +494,8 @@ def run(args):
 def write_outputs(output_dir, text, table, metric_name):
     os.makedirs(output_dir, exist_ok=True)
     markdown_file, csv_file, plot_file = (os.path.join(output_dir, name) for name in OUTPUT_FILES)
-    modeling.write_text_atomic(markdown_file, text)
-    modeling.write_text_atomic(csv_file, csv_text(table))
+    files.write_text_atomic(markdown_file, text)
+    files.write_text_atomic(csv_file, csv_text(table))
     if metric_name:
         write_plot(plot_file, table, metric_name)
     log.info("wrote %s", ", ".join(path for path in (markdown_file, csv_file, plot_file)
@@ -580,6 +526,9 @@ def main(argv=None):
                                              "only)")
     parser.add_argument("--reference_onnx", help="export folder of the first model folder "
                                                  f"({FP32_ONNX}, {INT8_ONNX})")
+    parser.add_argument("--peer_reference", action="store_true",
+                        help="add the first model folder exported by transformers -> "
+                             "torch.onnx -> onnxruntime INT8 (needs pip install -e .[peer])")
     args = parser.parse_args(argv)
     cli.configure_logging()
     return cli.run_main(lambda: run(args), PROGRAM)

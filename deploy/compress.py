@@ -15,37 +15,39 @@ Steps, each in its own folder of --output_dir and each run by the project's own 
                   re-train; 3_retrain/model is the compound model (kernel ranks + retention)
   6_export/       deploy.export of the compound model: SavedModel, ONNX fp32 and INT8
 
-A step that finished wrote ``step.json`` and is skipped on a re-run; a step that was killed is
-resumed by its own tool (checkpoints, --resume, PoWER's step folders). --stop_after ends the run
+Between fine-tuning and export, each method of RECIPE_METHODS brings its own steps (its
+deployment description, ``bert.deployment``): this module imports no method.
+
+Each step is a ``deploy.steps`` step: its ``step.json`` records the settings that decide its
+result (the fields of its settings it reads, the recipe's, its source, and the digest of the step
+before it). A re-run skips a step done with the same settings, re-runs one whose settings changed
+(and so every step after it), and resumes a killed one through its own tool (checkpoints,
+--resume, PoWER's step folders). --latency_iterations only sets how long timings run: changing
+it re-runs nothing (time the models again with deploy.benchmark). --stop_after ends the run
 after a step.
 """
 import dataclasses
-import json
-import logging
+import functools
 import os
-import signal
-import subprocess
 import sys
-import time
+from typing import Optional
 
-from bert import checkpoint, cli, glue, modeling
-from bert.errors import InputError, Interrupted
-from flop import run_classifier as flop_cli
-
-log = logging.getLogger("deploy")
+from bert import checkpoint, cli, deployment, glue, model_folder
+from bert.deployment import RecipeSettings, RecipeStep, StepContext
+from bert.errors import UsageError
+from deploy import budget, steps
 
 PROGRAM = "deploy.compress"
-STEP_DONE_FILE = "step.json"
+STEP_DONE_FILE = steps.STEP_DONE_FILE  # what a finished step wrote, as users (and tests) read it
 MODEL_DIR = "model"
-PRUNE_BEST_DIR = "best"
-POWER_MODEL = os.path.join("5_power", "3_retrain", "model")
-COMPACT_DIR = "4_compact"
-FINE_TUNE_DIR = "1_fine_tune"
-FACTORIZED_DIR = "2_factorize"
-PRUNE_DIR = "3_prune"
-POWER_DIR = "5_power"
-EXPORT_DIR = "6_export"
-STEPS = (FINE_TUNE_DIR, FACTORIZED_DIR, PRUNE_DIR, COMPACT_DIR, POWER_DIR, EXPORT_DIR)
+TRAINING_DIR = "training"
+# The methods between fine-tuning and export, in this order; each brings its own steps.
+RECIPE_METHODS = ("flop", "power_bert")
+RECIPES = (BUDGET, FLOP_POWER) = ("budget", "flop_power")
+BUDGET_FLAGS = ("max_loss", "speedup", "latency_ms", "finetuned_dir")
+DEFAULT_MAX_LOSS = budget.DEFAULT_MAX_LOSS
+DEFAULT_SPEEDUP = budget.DEFAULT_SPEEDUP
+DEFAULT_BUDGET_BATCH = budget.DEFAULT_BATCH_SIZE
 # Defaults: the best accuracy/speed trade-off measured on all-MiniLM-L6-v2 (see README).
 DEFAULTS = dict(max_seq_length=128, train_batch_size=32, learning_rate=5e-5, epochs=3.0,
                 target_sparsity=0.6, prune_epochs=3.0, prune_learning_rate=2e-5,
@@ -53,193 +55,229 @@ DEFAULTS = dict(max_seq_length=128, train_batch_size=32, learning_rate=5e-5, epo
                 power_epochs=2, latency_iterations=5)
 
 
+@dataclasses.dataclass(frozen=True)
+class CompressSettings:
+    """Every setting of the recipe, typed; each method reads the fields of its settings_type."""
+    task_name: str
+    data_dir: str
+    model_dir: str  # the pretrained model folder
+    output_dir: str
+    max_seq_length: int
+    train_batch_size: int
+    learning_rate: float
+    epochs: float
+    target_sparsity: float
+    prune_epochs: float
+    prune_learning_rate: float
+    target_sparsity_warmup: int
+    lambda_learning_rate: float
+    alpha_learning_rate: float
+    power_epochs: int
+    latency_iterations: int
+    max_train_examples: int
+    save_checkpoints_steps: int
+    lr_soft_extract: Optional[float]
+    power_lambda: Optional[float]
+    stop_after: Optional[str]
+
+    @classmethod
+    def from_namespace(cls, args):
+        """The command line's values (flags of the fields' names)."""
+        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
+
+    @property
+    def recipe(self):
+        return RecipeSettings(self.task_name, self.data_dir, self.max_seq_length,
+                              self.train_batch_size, self.max_train_examples,
+                              self.latency_iterations)
+
+    def for_method(self, description):
+        """A method's own typed settings: the fields of its settings_type, valued from here."""
+        kind = description.settings_type
+        return None if kind is None else kind(**{field.name: getattr(self, field.name)
+                                                 for field in dataclasses.fields(kind)})
+
+
+def fine_tune_flags(context):
+    settings, model_dir = context.settings, context.source
+    config_file, vocab_file = model_folder.config_and_vocab(model_dir, "model_dir")
+    return [f"--task_name={settings.task_name}", "--do_train", "--do_eval",
+            f"--data_dir={settings.data_dir}", f"--vocab_file={vocab_file}",
+            f"--bert_config_file={config_file}",
+            f"--init_checkpoint={model_dir}",
+            f"--output_dir={os.path.join(context.folder, TRAINING_DIR)}",
+            f"--max_seq_length={settings.max_seq_length}",
+            f"--train_batch_size={settings.train_batch_size}",
+            f"--learning_rate={settings.learning_rate}", f"--num_train_epochs={settings.epochs}",
+            f"--max_train_examples={settings.max_train_examples}"]
+
+
+def write_fine_tuned_model(context):
+    """bert.run_classifier leaves a training folder; the next steps read a model folder."""
+    model = model_folder.load(context.source)
+    training = os.path.join(context.folder, TRAINING_DIR)
+    model_folder.write_model_folder(os.path.join(context.folder, MODEL_DIR), model.bert_config,
+                                    model.vocab_file, checkpoint.read_checkpoint(training),
+                                    step="fine_tune", source=training)
+
+
+def export_flags(context):
+    settings = context.settings
+    return [f"--model_dir={context.source}", f"--output_dir={context.folder}",
+            f"--max_seq_length={settings.max_seq_length}", f"--task_name={settings.task_name}",
+            f"--data_dir={settings.data_dir}"]
+
+
+# The recipe's own steps read the recipe's settings, fine-tuning also these of CompressSettings.
+FINE_TUNE = RecipeStep("fine_tune", "bert.run_classifier", fine_tune_flags, model=MODEL_DIR,
+                       finish=write_fine_tuned_model, result_fields=("learning_rate", "epochs"))
+EXPORT = RecipeStep("export", "deploy.export", export_flags, result_fields=())
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStep:
+    """A step in its place in the recipe."""
+    folder: str  # its numbered folder in --output_dir, e.g. 3_prune
+    step: RecipeStep
+    method: Optional[str]  # whose step it is; None: the recipe's own
+    source: Optional[str]  # the model it starts from, in --output_dir; None: --model_dir
+
+
+def layout(methods=RECIPE_METHODS):
+    """Fine-tuning, each method's steps, export: numbered in order, each method starting from
+    the model the one before it left."""
+    groups = ([(None, (FINE_TUNE,))]
+              + [(name, deployment.find(name).recipe_steps) for name in methods]
+              + [(None, (EXPORT,))])
+    planned, source = [], None
+    for method, owned in groups:
+        for step in owned:
+            planned.append(PlannedStep(f"{len(planned) + 1}_{step.name}", step, method, source))
+        source = owned[-1].model_path(planned[-1].folder)
+    names = [entry.step.name for entry in planned]
+    if len(set(names)) != len(names):
+        raise UsageError(f"the recipe's steps must have distinct names: {names}")
+    return tuple(planned)
+
+
+LAYOUT = layout()
+STEPS = tuple(entry.folder for entry in LAYOUT)
+STEP_FOLDERS = {entry.step.name: entry.folder for entry in LAYOUT}
+# The folders of a run as users (and the tests) read them.
+FINE_TUNE_DIR, FACTORIZED_DIR, PRUNE_DIR, COMPACT_DIR, POWER_DIR, EXPORT_DIR = (
+    STEP_FOLDERS[name] for name in ("fine_tune", "factorize", "prune", "compact", "power",
+                                    "export"))
+POWER_MODEL = LAYOUT[-1].source  # the compound model: what the last method left, exported
+
+
 @dataclasses.dataclass
 class Plan:
-    """The run's folders and settings, from the command line."""
-    args: object
+    """The run's folders and settings."""
+    settings: CompressSettings
 
     def folder(self, step):
-        return os.path.join(self.args.output_dir, step)
+        return os.path.join(self.settings.output_dir, step)
 
     @property
     def fine_tuned_model(self):
-        return os.path.join(self.folder(FINE_TUNE_DIR), MODEL_DIR)
+        return FINE_TUNE.model_path(self.folder(FINE_TUNE_DIR))
 
     @property
     def compound_model(self):
-        return os.path.join(self.args.output_dir, POWER_MODEL)
+        return self.folder(POWER_MODEL)
+
+    def context(self, entry: PlannedStep):
+        """What ``entry``'s flags are built from when it runs."""
+        settings = self.settings
+        if entry.method is not None:
+            settings = settings.for_method(deployment.find(entry.method))
+        source = self.settings.model_dir if entry.source is None else self.folder(entry.source)
+        return StepContext(self.settings.recipe, settings, self.folder(entry.folder),
+                           {name: self.folder(folder) for name, folder in STEP_FOLDERS.items()},
+                           source, self.fine_tuned_model)
+
+    def step(self, entry: PlannedStep, upstream):
+        """``entry`` as a resumable step after the one whose digest is ``upstream``; a source
+        inside --output_dir is recorded by its folder, so a moved --output_dir stays done."""
+        context = self.context(entry)
+        source = entry.source or os.path.abspath(self.settings.model_dir)
+        finish = entry.step.finish
+        return steps.Step(self.folder(entry.folder), entry.step.module,
+                          functools.partial(entry.step.flags, context),
+                          steps.recipe_step_record(entry.step, context, source), upstream,
+                          None if finish is None else functools.partial(finish, context))
 
 
-def module(name, *flags):
-    """A step's command: one of the project's entry points, as a user would type it."""
-    return [sys.executable, "-m", name, *[str(flag) for flag in flags]]
-
-
-def fine_tune(plan):
-    a = plan.args
-    model_dir = a.model_dir
-    training = os.path.join(plan.folder(FINE_TUNE_DIR), "training")
-    vocab = checkpoint.find_vocab(model_dir)
-    yield module("bert.run_classifier", f"--task_name={a.task_name}", "--do_train", "--do_eval",
-                 f"--data_dir={a.data_dir}", f"--vocab_file={vocab}",
-                 f"--bert_config_file={os.path.join(model_dir, 'bert_config.json')}",
-                 f"--init_checkpoint={model_dir}", f"--output_dir={training}",
-                 f"--max_seq_length={a.max_seq_length}",
-                 f"--train_batch_size={a.train_batch_size}",
-                 f"--learning_rate={a.learning_rate}", f"--num_train_epochs={a.epochs}",
-                 f"--max_train_examples={a.max_train_examples}")
-    config = modeling.BertConfig.from_json_file(os.path.join(model_dir, "bert_config.json"))
-    checkpoint.write_model_folder(plan.fine_tuned_model, config, vocab,
-                                  checkpoint.read_checkpoint(training), step="fine_tune",
-                                  source=training)
-
-
-def factorize(plan):
-    model = plan.fine_tuned_model
-    yield module("flop.factorize", f"--bert_config_file={os.path.join(model, 'bert_config.json')}",
-                 f"--checkpoint={model}", f"--output_dir={plan.folder(FACTORIZED_DIR)}",
-                 "--finetuned")
-
-
-def prune(plan):
-    a = plan.args
-    factorized = plan.folder(FACTORIZED_DIR)
-    output = plan.folder(PRUNE_DIR)
-    resume = ["--resume"] if run_folders(output) else []
-    yield module("flop.run_classifier", f"--task_name={a.task_name}", "--do_train", "--do_eval",
-                 f"--data_dir={a.data_dir}", f"--vocab_file={os.path.join(factorized, 'vocab.txt')}",
-                 f"--bert_config_file={os.path.join(factorized, 'bert_config.json')}",
-                 f"--init_checkpoint={factorized}", f"--output_dir={output}",
-                 f"--max_seq_length={a.max_seq_length}",
-                 f"--train_batch_size={a.train_batch_size}",
-                 f"--learning_rate={a.prune_learning_rate}",
-                 f"--num_train_epochs={a.prune_epochs}",
-                 f"--max_train_examples={a.max_train_examples}",
-                 f"--target_sparsity={a.target_sparsity}",
-                 f"--target_sparsity_warmup={a.target_sparsity_warmup}",
-                 f"--lambda_learning_rate={a.lambda_learning_rate}",
-                 f"--alpha_learning_rate={a.alpha_learning_rate}",
-                 f"--save_checkpoints_steps={a.save_checkpoints_steps}",
-                 f"--teacher_checkpoint={plan.fine_tuned_model}", *resume)
-
-
-def run_folders(output):
-    return (os.path.isdir(output)
-            and any(flop_cli.RUN_DIR_PATTERN.match(name) for name in os.listdir(output)))
-
-
-def pruned_checkpoint(plan):
-    """The run's best/ (within the sparsity tolerance of the target), else its last checkpoint."""
-    run_dir = flop_cli.newest_run_dir(plan.folder(PRUNE_DIR))
-    best = os.path.join(run_dir, PRUNE_BEST_DIR)
-    if os.path.isdir(best):
-        return best
-    log.warning("no checkpoint of %s reached the target sparsity within the tolerance; "
-                "using its last checkpoint", run_dir)
-    return run_dir
-
-
-def remove_mask(plan):
-    yield module("flop.remove_mask", f"--checkpoint={pruned_checkpoint(plan)}",
-                 f"--output_folder_dir={plan.folder(COMPACT_DIR)}",
-                 f"--latency_iterations={plan.args.latency_iterations}",
-                 f"--latency_seq_length={plan.args.max_seq_length}")
-
-
-def power_bert(plan):
-    a = plan.args
-    yield module("power_bert.main", f"--TASK={a.task_name}",
-                 f"--CHECKPOINT_PATH={plan.folder(COMPACT_DIR)}", f"--DATA_DIR={a.data_dir}",
-                 f"--OUTPUT_DIR={plan.folder(POWER_DIR)}", f"--EPOCH={a.power_epochs}",
-                 f"--MAX_SEQ_LENGTH={a.max_seq_length}",
-                 f"--MAX_TRAIN_EXAMPLES={a.max_train_examples}",
-                 f"--BENCHMARK_ITERATIONS={a.latency_iterations}",
-                 *([f"--LR_SOFT_EXTRACT={a.lr_soft_extract}"] if a.lr_soft_extract else []),
-                 *([f"--LAMBDA={a.power_lambda}"] if a.power_lambda else []))
-
-
-def export(plan):
-    a = plan.args
-    yield module("deploy.export", f"--model_dir={plan.compound_model}",
-                 f"--output_dir={plan.folder(EXPORT_DIR)}",
-                 f"--max_seq_length={a.max_seq_length}", f"--task_name={a.task_name}",
-                 f"--data_dir={a.data_dir}")
-
-
-STEP_FUNCTIONS = dict(zip(STEPS, (fine_tune, factorize, prune, remove_mask, power_bert, export)))
-
-
-def run_step(plan, step):
-    """Run a step's commands unless its step.json says it is done; write step.json last."""
-    folder = plan.folder(step)
-    done_file = os.path.join(folder, STEP_DONE_FILE)
-    if os.path.isfile(done_file):
-        print(f"{step}: already done, skipped", flush=True)
-        return
-    print(f"{step}: running", flush=True)
-    start = time.time()
-    commands = []
-    for command in STEP_FUNCTIONS[step](plan):
-        commands.append(command)
-        print("  $ " + " ".join(command[1:]), flush=True)
-        status = run_command(command, step)
-        if status != 0:
-            raise StepFailed(step, status)
-    os.makedirs(folder, exist_ok=True)
-    record = {"step": step, "seconds": round(time.time() - start, 1),
-              "commands": [" ".join(command[1:]) for command in commands]}
-    modeling.write_text_atomic(done_file, json.dumps(record, indent=2) + "\n")
-    print(f"{step}: done in {record['seconds']:.0f} s", flush=True)
-
-
-def run_command(command, step):
-    """Run a step's tool in its own session, so that a stop signal reaches it exactly once:
-    forwarded from here, it lets the tool save its progress before both stop."""
-    child = subprocess.Popen(command, start_new_session=True)
-    try:
-        return child.wait()
-    except (KeyboardInterrupt, Interrupted) as stop:
-        number = getattr(stop, "signal_number", signal.SIGINT)
-        child.send_signal(number)
-        child.wait()
-        raise Interrupted(f"stopped by {signal.Signals(number).name} during step {step}, which "
-                          "saved its progress; run the same command again to resume",
-                          number) from None
-
-
-class StepFailed(InputError):
-    """A step's tool failed; it said why on the line above."""
-
-    def __init__(self, step, status):
-        super().__init__(f"step {step} failed (exit {status}); fix what it said and run the "
-                         "same command again to resume")
-
-
-def validate(args):
-    glue.canonical_task_name(args.task_name)
-    cli.require_dir(args.data_dir, "data_dir", "the task's folder with train.tsv and dev.tsv")
-    cli.require_dir(args.model_dir, "model_dir", "a pretrained model folder")
-    cli.require_file(os.path.join(args.model_dir, "bert_config.json"), "model_dir",
-                     "a model folder with bert_config.json")
-    cli.require_output_dir(args.output_dir, "output_dir")
-    cli.require(args.stop_after in (None,) + STEPS,
-                f"--stop_after={args.stop_after}: expected one of {', '.join(STEPS)}")
-    cli.require_in_range(args.target_sparsity, "target_sparsity", 0.0, 1.0,
+def validate(settings: CompressSettings):
+    glue.canonical_task_name(settings.task_name)
+    cli.require_dir(settings.data_dir, "data_dir", "the task's folder with train.tsv and dev.tsv")
+    model_folder.load(settings.model_dir, "model_dir", "a pretrained model folder")
+    cli.require_output_dir(settings.output_dir, "output_dir")
+    cli.require(settings.stop_after in (None,) + STEPS,
+                f"--stop_after={settings.stop_after}: expected one of {', '.join(STEPS)}")
+    cli.require_in_range(settings.target_sparsity, "target_sparsity", 0.0, 1.0,
                          high_inclusive=False)
     for name in ("epochs", "prune_epochs", "power_epochs"):
-        cli.require(getattr(args, name) > 0, f"--{name}={getattr(args, name)}: must be positive")
+        value = getattr(settings, name)
+        cli.require(value > 0, f"--{name}={value}: must be positive")
+
+
+def run_recipe(settings: CompressSettings):
+    """Every step in order (those done with the same settings are skipped), or up to
+    --stop_after; each step follows the digest of the one before it."""
+    validate(settings)
+    plan = Plan(settings)
+    os.makedirs(settings.output_dir, exist_ok=True)
+    upstream = None
+    for entry in LAYOUT:
+        upstream = steps.run_step(plan.step(entry, upstream))
+        if entry.folder == settings.stop_after:
+            print(f"stopped after {entry.folder} (--stop_after)")
+            return
+    print(f"compound model: {plan.compound_model}\nexports: {plan.folder(EXPORT_DIR)}")
+
+
+def budget_settings(args):
+    def given(value, default):
+        return default if value is None else value
+
+    return budget.BudgetSettings(
+        max_loss=given(args.max_loss, DEFAULT_MAX_LOSS),
+        speedup=given(args.speedup, DEFAULT_SPEEDUP),
+        batch_size=given(args.batch_size, 1 if args.latency_ms else DEFAULT_BUDGET_BATCH),
+        beam=args.beam, measure_iterations=args.measure_iterations,
+        latency_ms=args.latency_ms,
+        methods=tuple(args.budget_methods.split(",")) if args.budget_methods else None)
+
+
+def recipe_of(args):
+    """--recipe, else budget mode when any budget flag is given, else the fixed chain."""
+    if args.recipe:
+        return args.recipe
+    given = any(getattr(args, name) is not None for name in BUDGET_FLAGS)
+    return BUDGET if given else FLOP_POWER
+
+
+def run_budget_recipe(settings: CompressSettings, search: "budget.BudgetSettings",
+                      finetuned_dir=None):
+    """Fine-tune (or take --finetuned_dir), then the budget search from that model."""
+    validate(settings)
+    budget.validate(search, finetuned_dir)
+    plan = Plan(settings)
+    os.makedirs(settings.output_dir, exist_ok=True)
+    if finetuned_dir:
+        fine_tuned, digest = finetuned_dir, steps.folder_digest(finetuned_dir)
+    else:
+        fine_tuned, digest = plan.fine_tuned_model, steps.run_step(plan.step(LAYOUT[0], None))
+    return budget.run_budget(search, settings.recipe, fine_tuned, digest, settings.output_dir)
 
 
 def run(args):
-    validate(args)
-    plan = Plan(args)
-    os.makedirs(args.output_dir, exist_ok=True)
-    for step in STEPS:
-        run_step(plan, step)
-        if step == args.stop_after:
-            print(f"stopped after {step} (--stop_after)")
-            return
-    print(f"compound model: {plan.compound_model}\nexports: {plan.folder(EXPORT_DIR)}")
+    settings = CompressSettings.from_namespace(args)
+    if recipe_of(args) == BUDGET:
+        run_budget_recipe(settings, budget_settings(args), args.finetuned_dir)
+    else:
+        run_recipe(settings)
 
 
 def build_parser():
@@ -258,7 +296,30 @@ def build_parser():
     parser.add_argument("--lr_soft_extract", type=float, help="PoWER-BERT's (default: per task)")
     parser.add_argument("--power_lambda", type=float, help="PoWER-BERT's LAMBDA (default: per task)")
     parser.add_argument("--stop_after", help=f"end after this step ({', '.join(STEPS)})")
+    add_budget_flags(parser)
     return parser
+
+
+def add_budget_flags(parser):
+    parser.add_argument("--recipe", choices=RECIPES, help=f"{BUDGET}: search every method "
+                        f"for the fastest model within --max_loss (default when a budget flag "
+                        f"is given); {FLOP_POWER}: the fixed chain above")
+    parser.add_argument("--max_loss", type=float, help="dev-metric points the shipped model may "
+                        f"lose against the fine-tuned one (budget; default {DEFAULT_MAX_LOSS})")
+    parser.add_argument("--speedup", type=float, help="wanted speed-up over the dense model in "
+                        f"TensorFlow at --batch_size (budget; default {DEFAULT_SPEEDUP})")
+    parser.add_argument("--latency_ms", type=float, help="wanted p50 latency at batch 1 instead "
+                        "of --speedup (budget)")
+    parser.add_argument("--batch_size", type=int, help="batch the speed is measured at "
+                        f"(budget; default {DEFAULT_BUDGET_BATCH})")
+    parser.add_argument("--beam", type=int, default=budget.DEFAULT_BEAM,
+                        help="candidates each stage builds on (budget)")
+    parser.add_argument("--measure_iterations", type=int, default=budget.DEFAULT_ITERATIONS,
+                        help="timed runs per row of each measurement (budget)")
+    parser.add_argument("--budget_methods", help="methods the search may use, comma separated "
+                        "(default: every registered one)")
+    parser.add_argument("--finetuned_dir", help="a fine-tuned model folder to start from "
+                        "instead of fine-tuning --model_dir (budget)")
 
 
 def main(argv=None):

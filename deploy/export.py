@@ -2,6 +2,7 @@
 
     python -m deploy.export --model_dir models/compact --output_dir exported/compact \\
         [--max_seq_length 128] [--do_lower_case true] [--task_name SST-2 --data_dir data/SST-2]
+        [--int8_mode dynamic|static] [--calibration_examples 128]
 
 Any model folder with a classifier head (dense, FLOP-compact, PoWER-BERT, both) is built from
 its config alone (``deploy.inference``). The output folder holds:
@@ -12,8 +13,11 @@ its config alone (``deploy.inference``). The output folder holds:
   as ``bert.tokenization``), truncation and padding to the batch's longest example happen in
   the graph, with tensorflow_text ops: ``import tensorflow_text`` before loading it.
 * ``model.onnx``: the token-id graph (``input_ids``, ``input_mask``, ``segment_ids``: int32
-  [batch, seq], both dynamic) -> ``logits``; ``model.int8.onnx``: its weights quantized to
-  INT8 (ONNX Runtime dynamic quantization).
+  [batch, seq], both dynamic) -> ``logits``, rewritten to fused ops (LayerNormalization,
+  ONNX Runtime's Attention, Gelu, SkipLayerNormalization: ``deploy.onnx_fusions``);
+  ``model.int8.onnx``: it quantized to INT8 by ONNX Runtime, ``--int8_mode dynamic`` (the
+  default) or ``static``: activation scales calibrated on the first --calibration_examples
+  train examples of --task_name in --data_dir (``deploy.onnx_int8``).
 * ``vocab.txt`` and ``export.json`` (inputs, labels, settings and, with --task_name and
   --data_dir, the dev metric of every format and their largest logit difference).
 
@@ -21,22 +25,21 @@ The folder is built under a temporary name and renamed when complete: a failed e
 nothing, and an earlier export at that path is replaced only by a complete one.
 """
 import contextlib
-import json
 import logging
 import os
 import shutil
 import sys
 
 import numpy as np
+import onnx
 import tensorflow as tf
 import tensorflow_text as tf_text
 import tf2onnx
-from onnxruntime import quantization
 
-from bert import cli, glue, metrics, modeling, tokenization
+from bert import cli, files, glue, metrics, tokenization
 from bert.classifier import MIN_SEQ_LENGTH
 from bert.errors import UsageError
-from deploy import inference
+from deploy import inference, onnx_fusions, onnx_int8
 
 tf1 = tf.compat.v1
 log = logging.getLogger("deploy")
@@ -52,11 +55,14 @@ SIGNATURE = tf1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KE
 TEXT_INPUTS = ("text_a", "text_b")
 PROBABILITIES = "probabilities"
 PREDICTIONS = "predictions"
-ONNX_OPSET = 13
+ONNX_OPSET = 17  # the first opset with LayerNormalization (deploy.onnx_graph fuses into it)
+ONNX_RUNTIME_OPS = "com.microsoft ops (Attention, Gelu, SkipLayerNormalization): ONNX Runtime"
 TF2ONNX_LOGGER = "tf2onnx"
 # One weight scale per output column, not per tensor: on all-MiniLM-L6-v2 it halves the largest
 # logit error of the INT8 file (0.35 vs 0.78 on logits up to 4.2) for a 0.5% larger file.
 INT8_PER_CHANNEL = True
+CALIBRATION_EXAMPLES = 128  # --calibration_examples default: enough for stable MinMax ranges
+CALIBRATION_BATCH_SIZE = 16
 COMPARE_BATCH_SIZE = 32
 CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
 PAIR_SPECIAL_TOKENS = 3  # [CLS] a [SEP] b [SEP]
@@ -210,20 +216,51 @@ def quiet_converters():
             logger.setLevel(level)
 
 
-def write_onnx(runner, path):
-    """The runner's token-id graph, variables frozen to constants, converted by tf2onnx."""
+def convert_to_onnx(runner):
+    """tf2onnx's ModelProto of the runner's token-id graph, variables frozen to constants."""
     frozen = tf1.graph_util.convert_variables_to_constants(
         runner.session, runner.graph.as_graph_def(), [inference.LOGITS])
     names = inference.INPUT_NAMES + (inference.LOGITS,)
-    tf2onnx.convert.from_graph_def(
+    model, _ = tf2onnx.convert.from_graph_def(
         frozen, input_names=[f"{name}:0" for name in inference.INPUT_NAMES],
         output_names=[f"{inference.LOGITS}:0"], opset=ONNX_OPSET,
-        tensors_to_rename={f"{name}:0": name for name in names}, output_path=path)
+        tensors_to_rename={f"{name}:0": name for name in names})
+    return model
 
 
-def write_int8(onnx_path, path):
-    quantization.quantize_dynamic(onnx_path, path, per_channel=INT8_PER_CHANNEL,
-                                  weight_type=quantization.QuantType.QInt8)
+def static_shapes(runner):
+    """{tensor name: [int or None per dim]} TensorFlow knows of the runner's graph: the ONNX
+    shape inference of ``onnx_fusions.optimize`` starts again from them where it gives up."""
+    return {tensor.name: tensor.shape.as_list() for operation in runner.graph.get_operations()
+            for tensor in operation.outputs if tensor.shape.rank is not None}
+
+
+def write_onnx(runner, path):
+    """The runner's graph converted by tf2onnx and rewritten to fused ops
+    (``onnx_fusions.optimize``); returns {rewrite: nodes rewritten}."""
+    model = convert_to_onnx(runner)
+    rewrites = onnx_fusions.optimize(model, static_shapes(runner))
+    onnx.save(model, path)
+    return rewrites
+
+
+def calibration_feeds(model, args):
+    """Static INT8's calibration batches: the first --calibration_examples train examples of
+    the task, tokenized as served (each batch padded to its longest)."""
+    examples = glue.get_processor(args.task_name).get_train_examples(args.data_dir)
+    pairs = [(example.text_a, example.text_b) for example in
+             examples[:args.calibration_examples]]
+    tokenizer = model.tokenizer(args.do_lower_case)
+    return [dict(zip(inference.INPUT_NAMES,
+                     inference.encode(tokenizer, pairs[start:start + CALIBRATION_BATCH_SIZE],
+                                      args.max_seq_length)))
+            for start in range(0, len(pairs), CALIBRATION_BATCH_SIZE)]
+
+
+def write_int8(onnx_path, path, mode=onnx_int8.DYNAMIC, feeds=None):
+    """``onnx_path`` quantized to INT8 weights per output column (``mode``: onnx_int8.MODES;
+    ``feeds`` calibrate the static one)."""
+    onnx_int8.write(mode, onnx_path, path, INT8_PER_CHANNEL, feeds)
 
 
 class SavedModelRunner:
@@ -323,6 +360,10 @@ def validate(args):
                     f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
                     f"head has {model.num_labels}")
         cli.require_dir(args.data_dir, "data_dir", f"the {args.task_name} data")
+    cli.require(args.int8_mode != onnx_int8.STATIC or args.task_name is not None,
+                "--int8_mode static calibrates on train examples: give --task_name and "
+                "--data_dir")
+    cli.require_in_range(args.calibration_examples, "calibration_examples", 1)
     return model
 
 
@@ -336,7 +377,8 @@ def describe(model, args, labels):
     else:
         text_outputs[PROBABILITIES] = f"float32 [batch, {model.num_labels}] (softmax)"
     onnx_file = {"inputs": {name: token_input for name in inference.INPUT_NAMES},
-                 "outputs": {inference.LOGITS: logits}, "opset": ONNX_OPSET}
+                 "outputs": {inference.LOGITS: logits}, "opset": ONNX_OPSET,
+                 "runs_on": ONNX_RUNTIME_OPS}
     return {
         "source_model_dir": os.path.abspath(args.model_dir),
         "checkpoint": os.path.abspath(model.checkpoint_prefix),
@@ -354,10 +396,18 @@ def describe(model, args, labels):
                         f"tf.saved_model.load(path).signatures['{SIGNATURE}'](text_a=..., "
                         "text_b=...)"},
             ONNX_FILE: onnx_file,
-            INT8_FILE: dict(onnx_file, quantization="onnxruntime quantize_dynamic, QInt8 "
-                                                    f"weights, per_channel={INT8_PER_CHANNEL}"),
+            INT8_FILE: dict(onnx_file, quantization=int8_description(args)),
             VOCAB_FILE: "the model's WordPiece vocabulary (ids are line numbers)"},
     }
+
+
+def int8_description(args):
+    if args.int8_mode == onnx_int8.STATIC:
+        return (f"onnxruntime quantize_static (QDQ) of every MatMul (Attention split into "
+                f"MatMuls and MultiHeadAttention): UInt8 activations calibrated (MinMax) on "
+                f"{args.calibration_examples} {args.task_name} train examples, QInt8 weights, "
+                f"per_channel={INT8_PER_CHANNEL}")
+    return f"onnxruntime quantize_dynamic, QInt8 weights, per_channel={INT8_PER_CHANNEL}"
 
 
 def write_export(model, args, folder):
@@ -378,7 +428,10 @@ def write_export(model, args, folder):
         log.info("converting to ONNX and quantizing to INT8")
         with quiet_converters():
             write_onnx(runner, os.path.join(folder, ONNX_FILE))
-            write_int8(os.path.join(folder, ONNX_FILE), os.path.join(folder, INT8_FILE))
+            feeds = (calibration_feeds(model, args) if args.int8_mode == onnx_int8.STATIC
+                     else None)
+            write_int8(os.path.join(folder, ONNX_FILE), os.path.join(folder, INT8_FILE),
+                       args.int8_mode, feeds)
         pairs = (SAMPLE_PAIRS if examples is None
                  else [(example.text_a, example.text_b) for example in examples])
         logits = compare_formats(model, runner, folder, pairs, args.max_seq_length,
@@ -397,19 +450,8 @@ def write_export(model, args, folder):
     if examples is not None:
         metric, values = dev_metrics(args.task_name, examples, logits, labels)
         summary["dev"] = {"metric": metric, "examples": len(examples), **values}
-    modeling.write_text_atomic(os.path.join(folder, EXPORT_FILE),
-                               json.dumps(summary, indent=2) + "\n")
+    files.write_json_atomic(os.path.join(folder, EXPORT_FILE), summary)
     return summary
-
-
-def replace_folder(source, target):
-    """Move the finished ``source`` to ``target``; an older ``target`` goes only afterwards."""
-    previous = f"{target}.old-{os.getpid()}"
-    if os.path.isdir(target):
-        os.rename(target, previous)
-    os.rename(source, target)
-    if os.path.isdir(previous):
-        shutil.rmtree(previous)
 
 
 def format_summary(summary, output_dir):
@@ -430,16 +472,8 @@ def format_summary(summary, output_dir):
 
 def run(args):
     model = validate(args)
-    output_dir = os.path.abspath(args.output_dir)
-    temp = f"{output_dir}.tmp-{os.getpid()}"
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    try:
-        os.makedirs(temp)
-        summary = write_export(model, args, temp)
-        replace_folder(temp, output_dir)
-    finally:
-        if os.path.exists(temp):
-            shutil.rmtree(temp)
+    with files.atomic_folder(args.output_dir) as folder:
+        summary = write_export(model, args, folder)
     print(format_summary(summary, args.output_dir))
 
 
@@ -453,7 +487,13 @@ def main(argv=None):
     parser.add_argument("--do_lower_case", type=parse_bool, default=True,
                         help="true for uncased models (the default), false for cased ones")
     parser.add_argument("--task_name", help="GLUE task: labels and the dev metric of each file")
-    parser.add_argument("--data_dir", help="the task's data folder (with dev.tsv)")
+    parser.add_argument("--data_dir", help="the task's data folder (with dev.tsv, and "
+                                           "train.tsv for --int8_mode static)")
+    parser.add_argument("--int8_mode", choices=onnx_int8.MODES, default=onnx_int8.DYNAMIC,
+                        help="INT8 activation scales found per call (dynamic) or calibrated "
+                             "once on train examples (static: needs --task_name, --data_dir)")
+    parser.add_argument("--calibration_examples", type=int, default=CALIBRATION_EXAMPLES,
+                        help="train examples that calibrate --int8_mode static")
     args = parser.parse_args(argv)
     cli.configure_logging()
     return cli.run_main(lambda: run(args), PROGRAM)

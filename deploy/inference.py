@@ -6,23 +6,25 @@ through ``bert.methods.from_config``), with token inputs of dynamic batch *and* 
 batch is padded only to its longest example.
 """
 import dataclasses
-import os
 
 import numpy as np
 import onnxruntime
 import tensorflow as tf
 
-from bert import checkpoint, cli, distribution, methods, modeling, tokenization
+from bert import checkpoint, cli, distribution, methods, model_folder, modeling, tokenization
 from bert.classifier import classifier_head, convert_example
-from bert.errors import InputError, UsageError
+from bert.errors import InputError
 from bert.glue import InputExample
 
 tf1 = tf.compat.v1
 
-CONFIG_FILE = "bert_config.json"
+FOLDER_EXPECTED = "a model folder with bert_config.json, vocab and a checkpoint"
 HEAD_WEIGHTS = "output_weights"
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 LOGITS = "logits"
+EXPORT_INFO = "export.json"  # beside every export: what it was made from, and how
+EXPORT_SOURCE = "source_model_dir"  # export.json's key naming the exported model folder
+ONNX_INTEGER_TYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
 ORT_SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
@@ -45,18 +47,12 @@ class ModelFolder:
 
 def load_model_folder(path, flag="model_dir"):
     """A model folder (config, vocab, checkpoint with Google's head ``output_weights``)."""
-    cli.require_dir(path, flag, "a model folder with bert_config.json, vocab and a checkpoint")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(path, CONFIG_FILE), flag, "a model folder with bert_config.json"))
-    prefix = checkpoint.resolve_checkpoint(path, flag=flag)
-    stored = checkpoint.list_checkpoint(prefix)
+    model = model_folder.load(path, flag, FOLDER_EXPECTED)
+    stored = checkpoint.list_checkpoint(model.checkpoint_prefix)
     cli.require(HEAD_WEIGHTS in stored, f"--{flag}={path}: the checkpoint has no classifier "
                                         f"head ({HEAD_WEIGHTS}); fine-tune it first")
-    try:
-        vocab_file = checkpoint.find_vocab(path)
-    except FileNotFoundError as error:
-        raise UsageError(f"--{flag}={path}: {error}") from None
-    return ModelFolder(path, config, prefix, vocab_file, int(stored[HEAD_WEIGHTS][0]))
+    return ModelFolder(path, model.bert_config, model.checkpoint_prefix, model.vocab_file,
+                       int(stored[HEAD_WEIGHTS][0]))
 
 
 def build_logits(model: ModelFolder, input_ids, input_mask, segment_ids):
@@ -123,14 +119,17 @@ class OnnxRunner:
         except Exception as error:  # onnxruntime's own types: InvalidProtobuf, Fail, ...
             raise InputError(f"{onnx_file}: onnxruntime cannot load it "
                              f"({str(error).strip().splitlines()[0]})") from None
-        names = {node.name for node in self.session.get_inputs()}
-        if names != set(INPUT_NAMES):
-            raise InputError(f"{onnx_file}: inputs are {sorted(names)}, expected "
+        types = {node.name: node.type for node in self.session.get_inputs()}
+        if set(types) != set(INPUT_NAMES):
+            raise InputError(f"{onnx_file}: inputs are {sorted(types)}, expected "
                              f"{list(INPUT_NAMES)}")
+        # Our exports read int32 ids, torch's int64: each session gets the type it declares.
+        self.dtypes = [ONNX_INTEGER_TYPES.get(types[name], np.int32) for name in INPUT_NAMES]
 
     def __call__(self, input_ids, input_mask, segment_ids):
-        return self.session.run([LOGITS], dict(zip(INPUT_NAMES, (input_ids, input_mask,
-                                                                 segment_ids))))[0]
+        arrays = (input_ids, input_mask, segment_ids)
+        return self.session.run([LOGITS], {name: np.asarray(array, dtype) for name, array, dtype
+                                           in zip(INPUT_NAMES, arrays, self.dtypes)})[0]
 
     def close(self):
         """Sessions free their memory when dropped; kept so both runners close alike."""

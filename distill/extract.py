@@ -22,8 +22,9 @@ Removing a head or neuron whose output rows are zero changes nothing. Removing h
 is never exact: LayerNorm normalises over the kept dimensions only, so its mean and variance
 change even when the removed dimensions carry little; distillation repairs that.
 
-The output is a plain model folder (bert_config.json with the student's sizes, vocab, checkpoint
-in Google's names, provenance.json naming what was kept, extraction.json with every kept index),
+The output is a plain model folder (bert_config.json with the student's sizes and, under
+``extracted_from``, the teacher's, which marks it as a student; vocab, checkpoint in Google's
+names, provenance.json naming what was kept, extraction.json with every kept index),
 plus importance.npz when it was computed here. With --task_name/--data_dir its dev metric is
 evaluated and written to eval_results.txt.
 """
@@ -38,7 +39,7 @@ import time
 
 import numpy as np
 
-from bert import checkpoint, cli, modeling
+from bert import cli, files, model_folder, modeling
 from bert.classifier import (EVAL_RESULTS_FILE, Classifier, ClassifierSettings,
                              format_eval_results)
 from bert.errors import InputError, UsageError
@@ -52,6 +53,9 @@ CHOSEN_CONFIG_KEY = "bert_config"  # where chosen_config.json keeps the student'
 CHOSEN_IMPORTANCE_KEY = "importance"  # and the importance file the search ranked with
 DEFAULT_EVAL_BATCH_SIZE = 32
 SIZE_FLAGS = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size")
+# The config entry that marks a student: the sizes of the teacher it was cut from (FLOP and a
+# budget search read it: a student's width is already cut).
+EXTRACTED_FROM_KEY = "extracted_from"
 
 # Which kept units each axis of a weight follows: the residual stream (HIDDEN), the attention
 # width of the layer's kept heads (HEADS), its kept FFN neurons (NEURONS), or all of it (None).
@@ -228,58 +232,64 @@ def read_chosen_config(path):
 
 
 def resolve_sizes(args):
-    """The sizes from --config and the size flags (flags win); every one is required."""
+    """The sizes from --config and the size flags (flags win), every one required, and the
+    importance file --config names (None without one)."""
     chosen, chosen_importance = read_chosen_config(args.config) if args.config else ({}, None)
     values = {}
     for flag in SIZE_FLAGS:
         value = getattr(args, flag) if getattr(args, flag) is not None else chosen.get(flag)
         cli.require(value is not None, f"--{flag} is required (or --config)")
         values[flag] = value
-    if not args.importance and chosen_importance and os.path.isfile(chosen_importance):
-        args.importance = chosen_importance
-    return Sizes(**values)
+    return Sizes(**values), chosen_importance
 
 
-def evaluate(output_dir, args):
+def evaluate(output_dir, importance_settings, eval_batch_size):
     """Dev metrics of the model folder (features and Estimator files go to a scratch folder)."""
+    config_file, vocab_file = model_folder.config_and_vocab(output_dir, "output_dir")
     with tempfile.TemporaryDirectory(prefix="distill_extract_eval_") as scratch:
         settings = ClassifierSettings(
-            task_name=args.task_name, data_dir=args.data_dir,
-            vocab_file=checkpoint.find_vocab(output_dir),
-            bert_config_file=os.path.join(output_dir, unit_importance.CONFIG_FILE),
-            output_dir=scratch, init_checkpoint=output_dir, do_lower_case=not args.cased,
-            max_seq_length=args.max_seq_length, do_eval=True,
-            eval_batch_size=args.eval_batch_size)
+            task_name=importance_settings.task_name, data_dir=importance_settings.data_dir,
+            vocab_file=vocab_file, bert_config_file=config_file,
+            output_dir=scratch, init_checkpoint=output_dir,
+            do_lower_case=not importance_settings.cased,
+            max_seq_length=importance_settings.max_seq_length, do_eval=True,
+            eval_batch_size=eval_batch_size)
         classifier = Classifier(settings)
         start = time.time()
         result = classifier.evaluate(write=False)
         metric = classifier.task.processor.primary_metric
-    modeling.write_text_atomic(os.path.join(output_dir, EVAL_RESULTS_FILE),
-                               format_eval_results(result, eval_seconds=time.time() - start))
+    files.write_text_atomic(os.path.join(output_dir, EVAL_RESULTS_FILE),
+                            format_eval_results(result, eval_seconds=time.time() - start))
     return metric, result[metric]
 
 
 def run(args):
     cli.require_output_dir(args.output_dir, "output_dir")
     cli.require_in_range(args.eval_batch_size, "eval_batch_size", 1)
-    unit_importance.validate_flags(args)
-    sizes = resolve_sizes(args)
+    importance_settings = cli.settings_from_namespace(unit_importance.ImportanceSettings, args)
+    importance_settings.validate()
+    sizes, chosen_importance = resolve_sizes(args)
+    # The importance file --config names stands in for a missing --importance while it exists.
+    if not importance_settings.importance and chosen_importance \
+            and os.path.isfile(chosen_importance):
+        importance_settings.importance = chosen_importance
     teacher, values, vocab = unit_importance.read_teacher(args.model_dir)
     check_sizes(teacher, sizes)
     saved_path = os.path.join(args.output_dir, unit_importance.IMPORTANCE_FILE)
     importance, importance_path = unit_importance.importance_for(
-        args, args.model_dir, teacher, values, vocab, saved_path)
+        importance_settings, args.model_dir, teacher, values, vocab, saved_path)
     # Scores computed here, or found here by an earlier run, go into the new folder.
     own = importance_path in (None, os.path.abspath(saved_path))
     if not own and importance.source.get("model_dir") != os.path.abspath(args.model_dir):
         log.warning("the importance in %s was computed for %s, not for --model_dir=%s",
                     importance_path, importance.source.get("model_dir"), args.model_dir)
     config, student, selection = extract(teacher, values, importance, sizes)
+    config.extra[EXTRACTED_FROM_KEY] = {flag: getattr(teacher, flag) for flag in SIZE_FLAGS}
     kept = selection.to_dict()
     flags = dict(dataclasses.asdict(sizes),
                  importance=os.path.abspath(saved_path) if own else importance_path,
                  kept_layers=kept["layers"], kept_heads=kept["heads"])
-    checkpoint.write_model_folder(
+    model_folder.write_model_folder(
         args.output_dir, config, vocab, student, step=PROGRAM,
         source=os.path.abspath(args.model_dir), flags=flags,
         extra_files={EXTRACTION_FILE: json.dumps(kept) + "\n"})
@@ -289,8 +299,8 @@ def run(args):
     print(f"extracted {args.output_dir}: {sizes.num_hidden_layers} layers "
           f"{kept['layers']}, {sizes.num_attention_heads} heads, hidden {sizes.hidden_size}, "
           f"intermediate {sizes.intermediate_size}, {params:,} parameters")
-    if args.task_name:
-        metric, value = evaluate(args.output_dir, args)
+    if importance_settings.task_name:
+        metric, value = evaluate(args.output_dir, importance_settings, args.eval_batch_size)
         print(f"dev {metric} right after extraction: {value:.4f}")
 
 

@@ -29,7 +29,7 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, cli, methods, modeling
+from bert import checkpoint, cli, files, methods, model_folder, modeling
 from bert.classifier import Task, convert_example, create_model, file_fingerprint
 from bert.errors import InputError, UsageError
 
@@ -38,7 +38,7 @@ log = logging.getLogger("distill")
 
 IMPORTANCE_FILE = "importance.npz"
 SUMMARY_FILE = "importance.json"
-CONFIG_FILE = "bert_config.json"
+NUMPY_SUFFIX = ".npz"  # np.savez adds it to a name without it
 DEFAULT_EXAMPLES = 256
 DEFAULT_SEQ_LENGTH = 128
 BATCH_SIZE = 16
@@ -76,15 +76,10 @@ class Importance:
         for index in range(self.num_layers):
             arrays[f"heads_{index}"] = self.heads[index]
             arrays[f"neurons_{index}"] = self.neurons[index]
-        temp = f"{path}.tmp-{os.getpid()}.npz"  # np.savez adds .npz to any other name
-        try:
+        with files.atomic_path(path, suffix=NUMPY_SUFFIX) as temp:
             np.savez(temp, **arrays)
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
-        summary_path = os.path.join(os.path.dirname(path), SUMMARY_FILE)
-        modeling.write_text_atomic(summary_path, json.dumps(self.summary(), indent=2) + "\n")
+        files.write_json_atomic(os.path.join(os.path.dirname(path), SUMMARY_FILE),
+                                self.summary())
 
     def summary(self):
         """What a reader checks: the layer scores and, per layer, the heads by importance."""
@@ -188,21 +183,24 @@ def _scale(inputs, mask):
     return inputs * (mask[:, tf.newaxis, :] if inputs.shape.rank == 3 else mask)
 
 
-def masking_factory(config, masks):
-    """The dense factory of the masked teacher: plain dense kernels whose inputs are scaled by
-    the head, neuron or hidden masks (which one follows from the kernel being built)."""
-    def factory(inputs, units, name, layer_index, activation=None):
-        key = modeling.kernel_key(name)
-        if layer_index is not None and key == f"layer_{layer_index}/attention/output/dense":
-            head_mask = tf.repeat(masks.heads[layer_index], config.head_size(layer_index),
+class MaskingHooks(methods.GraphHooks):
+    """The masked teacher's kernel transform: each kernel's input is scaled by the head, neuron
+    or hidden mask (which one follows from the kernel being built)."""
+    transform_stage = methods.MASK
+
+    def __init__(self, config, masks):
+        self.bert_config = config
+        self.masks = masks
+
+    def transform_inputs(self, inputs, site):
+        layer = site.layer_index
+        if layer is not None and site.key == f"layer_{layer}/attention/output/dense":
+            head_mask = tf.repeat(self.masks.heads[layer], self.bert_config.head_size(layer),
                                   axis=1)
-            inputs = _scale(inputs, head_mask)
-        elif layer_index is not None and key == f"layer_{layer_index}/output/dense":
-            inputs = _scale(inputs, masks.neurons[layer_index])
-        else:
-            inputs = _scale(inputs, masks.hidden)
-        return modeling.dense(inputs, units, name, activation, config.initializer_range)
-    return factory
+            return _scale(inputs, head_mask)
+        if layer is not None and site.key == f"layer_{layer}/output/dense":
+            return _scale(inputs, self.masks.neurons[layer])
+        return _scale(inputs, self.masks.hidden)
 
 
 class _Sample:
@@ -241,7 +239,7 @@ class _ClassifierGraph:
             self.masks = None
             if masked:
                 self.masks = _Masks(config, tf.shape(self.features["input_ids"])[0])
-                hooks.dense_factory = masking_factory(config, self.masks)
+                hooks = MaskingHooks(config, self.masks)
             graph = create_model(config, False, self.features, num_labels, is_regression, hooks)
             self.per_example_loss = graph.per_example_loss
             self.logits = graph.logits
@@ -327,9 +325,30 @@ def compute_importance(config, values, task, examples, source):
                       base_loss=base_loss, source=dict(source, examples=sample.size))
 
 
-# Shared by the command lines of search and extract -----------------------------------------------
+# Shared by search and extract ---------------------------------------------------------------
+@dataclasses.dataclass
+class ImportanceSettings:
+    """Where a command's importance comes from: a file written before, or the task's training
+    examples it is computed on. Field names are the flags' (errors name the flag)."""
+    task_name: str | None = None
+    data_dir: str | None = None
+    importance: str | None = None  # an importance file written before
+    importance_examples: int = DEFAULT_EXAMPLES
+    max_seq_length: int = DEFAULT_SEQ_LENGTH
+    cased: bool = False
+
+    def validate(self):
+        """What needs no file, before anything is loaded."""
+        cli.require(bool(self.task_name) == bool(self.data_dir),
+                    "--task_name and --data_dir go together")
+        cli.require_in_range(self.importance_examples, "importance_examples", 1)
+        cli.require_in_range(self.max_seq_length, "max_seq_length", 3)
+        if self.data_dir:
+            cli.require_dir(self.data_dir, "data_dir", "the task's folder with train.tsv")
+
+
 def add_flags(parser):
-    """The flags that say where importance comes from (search and extract both take them)."""
+    """The flags of ImportanceSettings (search and extract both take them)."""
     parser.add_argument("--task_name", help="GLUE task whose train.tsv scores the teacher's "
                                             "units (and, for extract, whose dev.tsv is "
                                             "evaluated)")
@@ -337,67 +356,54 @@ def add_flags(parser):
     parser.add_argument("--importance",
                         help=f"an {IMPORTANCE_FILE} written before (default: computed from "
                              f"--task_name/--data_dir and saved in --output_dir)")
-    parser.add_argument("--importance_examples", type=int, default=DEFAULT_EXAMPLES,
+    parser.add_argument("--importance_examples", type=int,
+                        default=cli.field_default(ImportanceSettings, "importance_examples"),
                         help="training examples the importance is computed on "
                              "(default %(default)s)")
-    parser.add_argument("--max_seq_length", type=int, default=DEFAULT_SEQ_LENGTH,
+    parser.add_argument("--max_seq_length", type=int,
+                        default=cli.field_default(ImportanceSettings, "max_seq_length"),
                         help="tokens per example (default %(default)s)")
     parser.add_argument("--cased", action="store_true", help="the teacher is cased")
 
 
-def validate_flags(args):
-    """The importance flags that need no file, before anything is loaded."""
-    cli.require(bool(args.task_name) == bool(args.data_dir),
-                "--task_name and --data_dir go together")
-    cli.require_in_range(args.importance_examples, "importance_examples", 1)
-    cli.require_in_range(args.max_seq_length, "max_seq_length", 3)
-    if args.data_dir:
-        cli.require_dir(args.data_dir, "data_dir", "the task's folder with train.tsv")
-
-
 def read_teacher(model_dir, flag="model_dir"):
     """(config, numpy weights, vocab file) of a teacher model folder."""
-    cli.require_dir(model_dir, flag, "a model folder with bert_config.json and a checkpoint")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(model_dir, CONFIG_FILE), flag, "a model folder with bert_config.json"))
-    if config.extra.get("kernel_ranks"):
+    teacher = model_folder.load(model_dir, flag)
+    if teacher.bert_config.extra.get("kernel_ranks"):
         raise UsageError(f"--{flag}={model_dir}: a factorized (low-rank) model; use the dense "
                          "fine-tuned teacher")
-    values = checkpoint.read_checkpoint(checkpoint.resolve_checkpoint(model_dir, flag=flag))
-    try:
-        vocab = checkpoint.find_vocab(model_dir)
-    except FileNotFoundError as error:
-        raise UsageError(f"--{flag}={model_dir}: {error}") from None
-    return config, values, vocab
+    return (teacher.bert_config, checkpoint.read_checkpoint(teacher.checkpoint_prefix),
+            teacher.vocab_file)
 
 
-def task_of(args, vocab_file):
-    return Task(args.task_name, args.data_dir, vocab_file, not args.cased, args.max_seq_length,
-                features_dir=None)
+def task_of(settings: ImportanceSettings, vocab_file):
+    """The GLUE task whose training examples score the teacher's units."""
+    return Task(settings.task_name, settings.data_dir, vocab_file, not settings.cased,
+                settings.max_seq_length, features_dir=None)
 
 
-def importance_for(args, model_dir, config, values, vocab_file, saved_path):
+def importance_for(settings: ImportanceSettings, model_dir, config, values, vocab_file, saved_path):
     """The scores a command uses and their file: ``--importance`` when given, else the ones
     saved at ``saved_path`` by an earlier run with the same inputs, else computed now (the
     file is then None: the caller saves them where its outputs go)."""
-    if args.importance:
-        importance = Importance.load(args.importance)
+    if settings.importance:
+        importance = Importance.load(settings.importance)
         importance.check_matches(config)
-        return importance, os.path.abspath(args.importance)
-    cli.require(args.task_name, "--importance or --task_name/--data_dir is required (the "
-                                "teacher's units are ranked on the task's training examples)")
+        return importance, os.path.abspath(settings.importance)
+    cli.require(settings.task_name, "--importance or --task_name/--data_dir is required (the "
+                                    "teacher's units are ranked on the task's training examples)")
     prefix = checkpoint.resolve_checkpoint(model_dir)
     source = {"model_dir": os.path.abspath(model_dir),
               "checkpoint": file_fingerprint(prefix + checkpoint.INDEX_SUFFIX),
-              "task": args.task_name, "data_dir": os.path.abspath(args.data_dir),
-              "train_file": file_fingerprint(os.path.join(args.data_dir, "train.tsv")),
-              "max_seq_length": args.max_seq_length, "lower_case": not args.cased,
-              "requested_examples": args.importance_examples}
+              "task": settings.task_name, "data_dir": os.path.abspath(settings.data_dir),
+              "train_file": file_fingerprint(os.path.join(settings.data_dir, "train.tsv")),
+              "max_seq_length": settings.max_seq_length, "lower_case": not settings.cased,
+              "requested_examples": settings.importance_examples}
     if os.path.isfile(saved_path):
         saved = Importance.load(saved_path)
         if {key: saved.source.get(key) for key in source} == source:
             log.info("importance: reusing %s", saved_path)
             return saved, os.path.abspath(saved_path)
-    importance = compute_importance(config, values, task_of(args, vocab_file),
-                                    args.importance_examples, source)
+    importance = compute_importance(config, values, task_of(settings, vocab_file),
+                                    settings.importance_examples, source)
     return importance, None

@@ -11,16 +11,14 @@ folder. Evaluation graphs are the student alone.
 """
 import dataclasses
 import math
-import os
 import re
 from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from bert import checkpoint, cli, methods, modeling, teacher
+from bert import checkpoint, methods, model_folder, modeling, teacher
 from bert.teacher import (attention_map_loss, hidden_state_loss, layer_pairs,  # noqa: F401
                           uniform_layer_map)
-from bert.classifier import CONFIG_FILE
 from bert.errors import UsageError
 
 tf1 = tf.compat.v1
@@ -38,14 +36,9 @@ LAYER_MAP_HELP = ("Teacher layer (1-based) of each student layer, comma separate
 
 def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
     """(config, checkpoint prefix) of a teacher's model folder; UsageError naming ``--flag``."""
-    cli.require_dir(teacher_model_dir, flag, "the teacher's model folder")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        os.path.join(teacher_model_dir, CONFIG_FILE), flag,
-        "a model folder with bert_config.json"))
-    try:
-        return config, checkpoint.resolve_checkpoint(teacher_model_dir, flag=flag)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
+    teacher_folder = model_folder.load(teacher_model_dir, flag, "the teacher's model folder",
+                                       need_vocab=False)
+    return teacher_folder.bert_config, teacher_folder.checkpoint_prefix
 
 
 def parse_layer_map(text, flag="layer_map"):
@@ -155,5 +148,5 @@ def write_student_folder(training_checkpoint, model_dir, config, vocab_file, kee
     kept = {name: value for name, value in values.items()
             if any(re.search(pattern, name) for pattern in keep)}
     kept["global_step"] = tf.train.load_checkpoint(training_checkpoint).get_tensor("global_step")
-    return checkpoint.write_model_folder(model_dir, config, vocab_file, kept, step=step,
-                                         source=source, flags=flags)
+    return model_folder.write_model_folder(model_dir, config, vocab_file, kept, step=step,
+                                           source=source, flags=flags)

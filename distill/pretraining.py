@@ -14,31 +14,36 @@ document (up to max_seq_length - 2 pieces, sometimes shorter, as Google's recipe
 [SEP]; 15% of its pieces are predicted, of which 80% become [MASK], 10% a random piece and 10%
 stay. There is no next-sentence task (Bort, like RoBERTa, pre-trains with MLM alone).
 
-Training is resumable (re-run the same command); TensorBoard shows mlm_loss and
-distill_hidden_loss. --output_dir/model is the student's encoder as a plain model folder (no
-MLM head, no projections) that distill.run_distill and bert.run_classifier fine-tune. The MLM
-head has Google's names (cls/predictions/...; output embeddings tied to word_embeddings) and
-starts from the student folder when that has one.
+The objective runs through the hook phases of a classifier run (``bert.methods``): the masked
+LM (``distill.masked_lm``) and task distillation's hidden-state term are its methods, and
+``pretrain(..., method_list)`` adds any other. Training goes through ``bert.training``: it
+resumes (re-run the same command) and stops on a NaN loss, a stop signal or a full disk as
+fine-tuning does. TensorBoard shows mlm_loss and distill_hidden_loss. --output_dir/model is
+the student's encoder as a plain model folder (no MLM head, no projections) that
+distill.run_distill and bert.run_classifier fine-tune. The MLM head has Google's names
+(cls/predictions/...; output embeddings tied to word_embeddings) and starts from the student
+folder when that has one.
 """
+import contextlib
 import dataclasses
 import glob
 import logging
 import os
 import random
-import signal
 import sys
-import time
 from typing import List, Optional
 
 import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, modeling, optimization, teacher, tokenization
-from bert.classifier import CONFIG_FILE, ProgressHook, StopOnSignalHook
-from bert.errors import InputError, Interrupted, UsageError
-from distill.method import (DEFAULT_HIDDEN_WEIGHT, DISTILL_SCOPE, LAYER_MAP_HELP,
-                            SUMMARY_PREFIX, hidden_state_loss, layer_pairs, load_teacher,
-                            parse_layer_map, write_student_folder)
+from bert import (checkpoint, cli, files, methods, model_fn, model_folder, modeling,
+                  optimization, tokenization, training)
+from bert.errors import InputError, UsageError
+from bert.training_hooks import StopOnSignalHook
+from distill.masked_lm import MaskedLm
+from distill.method import (DEFAULT_HIDDEN_WEIGHT, LAYER_MAP_HELP, DistillMethod,
+                            DistillSettings, layer_pairs, load_teacher, parse_layer_map,
+                            write_student_folder)
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
@@ -66,8 +71,6 @@ DEFAULT_MLM_WEIGHT = 1.0
 SHUFFLE_BUFFER = 10000
 MODEL_DIR = "model"
 ENCODER_VARIABLES = (r"^bert/",)
-MLM_SCOPE = "cls/predictions"
-LOSS_EPSILON = 1e-5  # a batch whose every prediction weight is 0 gives loss 0, not NaN
 LOG_EVERY_DOCUMENTS = 10000
 
 
@@ -204,20 +207,11 @@ def create_instances(documents, tokenizer, settings):
 
 def write_instances(instances, output_files):
     """Round-robin over the output files, each written to a temp file and renamed."""
-    temps = [f"{path}.tmp-{os.getpid()}" for path in output_files]
-    writers = [tf.io.TFRecordWriter(temp) for temp in temps]
-    try:
+    with contextlib.ExitStack() as stack:  # unwinds writers (closed) before renames
+        temps = [stack.enter_context(files.atomic_path(path)) for path in output_files]
+        writers = [stack.enter_context(tf.io.TFRecordWriter(temp)) for temp in temps]
         for index, instance in enumerate(instances):
             writers[index % len(writers)].write(_tf_example(instance).SerializeToString())
-        for writer in writers:
-            writer.close()
-        for temp, path in zip(temps, output_files):
-            os.replace(temp, path)
-    finally:
-        for writer, temp in zip(writers, temps):
-            writer.close()
-            if os.path.exists(temp):
-                os.remove(temp)
 
 
 def expand_files(text, flag):
@@ -312,6 +306,11 @@ class PretrainingSettings:
         cli.require_output_dir(self.output_dir, "output_dir")
         check_records(self.input_files[0], self.max_seq_length, self.max_predictions_per_seq)
 
+    @property
+    def num_warmup_steps(self):
+        """What the training spec reads (``bert.model_fn.training_spec``)."""
+        return int(self.num_train_steps * self.warmup_proportion)
+
 
 def record_schema(max_seq_length, max_predictions):
     ints = tf.io.FixedLenFeature
@@ -360,84 +359,56 @@ def input_fn_builder(settings):
     return input_fn
 
 
-def masked_lm_loss(config, model, positions, label_ids, label_weights):
-    """Google's MLM head (transform dense + LayerNorm, output embeddings tied to the input
-    ones, an output bias) and its weighted cross-entropy over the predicted positions."""
-    picked = tf.gather(model.sequence_output, positions, batch_dims=1)  # [B, P, H]
-    with tf1.variable_scope(MLM_SCOPE):
-        with tf1.variable_scope("transform"):
-            hidden = modeling.dense(picked, config.hidden_size, "dense",
-                                    modeling.ACTIVATIONS[config.hidden_act],
-                                    config.initializer_range)
-            hidden = modeling.layer_norm(hidden)
-        bias = tf1.get_variable("output_bias", [config.vocab_size],
-                                initializer=tf1.zeros_initializer())
-    logits = tf.matmul(tf.reshape(hidden, [-1, config.hidden_size]), model.embedding_table,
-                       transpose_b=True) + bias
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.reshape(label_ids, [-1]), logits=logits)
-    weights = tf.reshape(label_weights, [-1])
-    return tf.reduce_sum(losses * weights) / (tf.reduce_sum(weights) + LOSS_EPSILON)
+def objective_methods(settings, teacher_config, teacher_prefix):
+    """The pre-training objective as methods: the masked LM, and task distillation's
+    hidden-state term alone (no logits to match); a term of weight 0 builds no teacher."""
+    objective = [MaskedLm(settings.mlm_weight)]
+    if settings.hidden_weight:
+        objective.append(DistillMethod(DistillSettings(
+            teacher_config, teacher_prefix, logit_weight=0.0,
+            hidden_weight=settings.hidden_weight, attention_weight=0.0,
+            layer_map=parse_layer_map(settings.layer_map) if settings.layer_map else None)))
+    return objective
 
 
-def model_fn_builder(settings, student_config, teacher_config, teacher_prefix, stop_hook):
-    pairs = layer_pairs(student_config.num_hidden_layers, teacher_config.num_hidden_layers,
-                        parse_layer_map(settings.layer_map) if settings.layer_map else None)
+def model_fn_builder(settings, student_config, method_list, stop_hook):
+    """The student encoder built with the methods' kernel transforms and token selector, then
+    the methods' phases as in a classifier run (``bert.model_fn``); there is no task head."""
+    allow_missing = methods.allow_missing(method_list)
 
-    def model_fn(features, labels, mode, params=None):
+    def build(features, labels, mode, params=None):
+        hooks = methods.build_all(method_list, student_config, True)
         model = modeling.BertModel(student_config, True, features["input_ids"],
-                                   features["input_mask"], features["segment_ids"])
-        mlm = masked_lm_loss(student_config, model, features["masked_lm_positions"],
-                             features["masked_lm_ids"], features["masked_lm_weights"])
-        taught = teacher.build_teacher(teacher_config, teacher_prefix, features, None,
-                                       flag="teacher_model_dir", head=False)
-        hidden = hidden_state_loss([model.embedding_output] + model.all_encoder_layers,
-                                   taught.hidden_states, pairs,
-                                   tf.cast(features["input_mask"], tf.float32),
-                                   student_config.initializer_range)
-        loss = settings.mlm_weight * mlm + settings.hidden_weight * hidden
-        if settings.init_checkpoint:
-            loaded, _ = checkpoint.init_from_checkpoint(
-                settings.init_checkpoint, allow_missing=(rf"^{MLM_SCOPE}/", rf"^{DISTILL_SCOPE}/"))
-            log.info("initialised %d variables from %s", len(loaded), settings.init_checkpoint)
-        warmup = int(settings.num_train_steps * settings.warmup_proportion)
-        group = optimization.ParamGroup("model", tf1.trainable_variables(),
-                                        settings.learning_rate, settings.num_train_steps,
-                                        warmup, weight_decay=settings.weight_decay)
-        train_op, rates = optimization.create_train_op(loss, [group])
-        tf1.summary.scalar("mlm_loss", mlm)
-        tf1.summary.scalar(f"{SUMMARY_PREFIX}hidden_loss", hidden)
-        tf1.summary.scalar("model_lr", rates["model"])
-        progress = ProgressHook(loss, settings.num_train_steps, settings.train_batch_size,
-                                settings.log_every_n_steps)
-        return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
-                                          training_hooks=[progress, stop_hook])
+                                   features["input_mask"], features["segment_ids"],
+                                   dense_factory=hooks.dense_factory,
+                                   token_selector=hooks.token_selector)
+        graph = methods.ClassifierGraph(model=model, logits=None, predictions=None,
+                                        per_example_loss=None, features=features,
+                                        is_training=True, is_regression=False)
+        hooks.create_variables(graph)
+        return model_fn.training_spec(hooks, graph, hooks.extra_loss(graph), settings,
+                                      allow_missing, [stop_hook])
 
-    return model_fn
+    return build
 
 
-def pretrain(settings, student_config, teacher_config, teacher_prefix):
-    """Train to num_train_steps (resuming), then write output_dir/model. Returns its path."""
-    os.makedirs(settings.output_dir, exist_ok=True)
-    checkpoint.latest_good_checkpoint(settings.output_dir)
+def pretrain(settings, student_config, teacher_config, teacher_prefix, method_list=()):
+    """Train to num_train_steps (resuming), then write output_dir/model. Returns its path.
+
+    ``method_list``: methods added to the objective (a kernel transform, a token selector),
+    composed as in a classifier run."""
     stop_hook = StopOnSignalHook()
     run_config = tf.estimator.RunConfig(
         model_dir=settings.output_dir, save_checkpoints_steps=settings.save_checkpoints_steps,
         keep_checkpoint_max=settings.keep_checkpoint_max, tf_random_seed=settings.seed,
         log_step_count_steps=None, save_summary_steps=settings.log_every_n_steps)
+    objective = objective_methods(settings, teacher_config, teacher_prefix) + list(method_list)
     estimator = tf.estimator.Estimator(
-        model_fn_builder(settings, student_config, teacher_config, teacher_prefix, stop_hook),
-        config=run_config)
-    start = time.time()
-    try:
-        estimator.train(input_fn_builder(settings), max_steps=settings.num_train_steps)
-    finally:
-        stop_hook.restore()
-    if stop_hook.signal_number is not None:
-        raise Interrupted(f"stopped by {signal.Signals(stop_hook.signal_number).name}; saved "
-                          f"{estimator.latest_checkpoint()}; run the same command again to "
-                          "resume", stop_hook.signal_number)
-    log.info("trained to step %d in %.0f s", settings.num_train_steps, time.time() - start)
+        model_fn_builder(settings, student_config, objective, stop_hook), config=run_config)
+    seconds = training.train_estimator(estimator, input_fn_builder(settings),
+                                       settings.num_train_steps, settings.output_dir,
+                                       stop_hook, settings.learning_rate)
+    log.info("trained to step %d in %.0f s", settings.num_train_steps, seconds)
     model_dir = os.path.join(settings.output_dir, MODEL_DIR)
     write_student_folder(estimator.latest_checkpoint(), model_dir, student_config,
                          settings.vocab_file, ENCODER_VARIABLES, step="distill/pretraining",
@@ -474,26 +445,29 @@ def define_train_flags():
     flags.DEFINE_float("hidden_weight", DEFAULT_HIDDEN_WEIGHT,
                        "Weight of the hidden-state distillation loss.")
     flags.DEFINE_string("layer_map", None, LAYER_MAP_HELP)
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
-    flags.DEFINE_integer("keep_checkpoint_max", 3, "Checkpoints kept in output_dir.")
-    flags.DEFINE_integer("log_every_n_steps", 20, "Progress and TensorBoard interval (steps).")
+    for name, text in (("save_checkpoints_steps", "Checkpoint every this many steps."),
+                       ("keep_checkpoint_max", "Checkpoints kept in output_dir."),
+                       ("log_every_n_steps", "Progress and TensorBoard interval (steps).")):
+        flags.DEFINE_integer(name, cli.field_default(PretrainingSettings, name), text)
     flags.DEFINE_integer("seed", DEFAULT_SEED, "Graph-level seed (dropout, init, shuffle).")
 
 
 def run_pretraining_distillation():
     init = FLAGS.init_checkpoint
-    folder = init if init and os.path.isdir(init) else None
-    config_file = FLAGS.bert_config_file or (folder and os.path.join(folder, CONFIG_FILE))
-    cli.require(config_file, "--bert_config_file is required without a model folder as "
-                             "--init_checkpoint")
-    cli.require_file(config_file, "bert_config_file", "the student's bert_config.json")
+    config_file = model_folder.file_from_folder(
+        FLAGS.bert_config_file, "bert_config_file", init, "init_checkpoint",
+        model_folder.find_config, "the student's bert_config.json")
     teacher_config, teacher_prefix = load_teacher(FLAGS.teacher_model_dir)
     try:
         if init:
             checkpoint.resolve_checkpoint(init)
-        vocab_file = FLAGS.vocab_file or checkpoint.find_vocab(folder or FLAGS.teacher_model_dir)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
+    folder_flag, folder = (("init_checkpoint", init) if init and os.path.isdir(init)
+                           else ("teacher_model_dir", FLAGS.teacher_model_dir))
+    vocab_file = model_folder.file_from_folder(FLAGS.vocab_file, "vocab_file", folder,
+                                               folder_flag, checkpoint.find_vocab,
+                                               model_folder.VOCAB_EXPECTED)
     student_config = modeling.BertConfig.from_json_file(config_file)
     cli.require(student_config.vocab_size == teacher_config.vocab_size,
                 f"--teacher_model_dir: the teacher's vocab_size {teacher_config.vocab_size} "

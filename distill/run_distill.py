@@ -19,61 +19,45 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, glue
+from bert import checkpoint, cli, glue, model_folder
 from bert import run_classifier as google_flags
-from bert.classifier import CONFIG_FILE, HEAD_VARIABLES, Classifier, write_hparams_summary
-from bert.errors import UsageError
-from distill.method import (DEFAULT_ATTENTION_WEIGHT, DEFAULT_HIDDEN_WEIGHT,
-                            DEFAULT_LOGIT_WEIGHT, DEFAULT_TASK_WEIGHT, DEFAULT_TEMPERATURE,
-                            LAYER_MAP_HELP, DistillMethod, DistillSettings, load_teacher,
+from bert.classifier import HEAD_VARIABLES, Classifier, write_hparams_summary
+from distill.method import (LAYER_MAP_HELP, DistillMethod, DistillSettings, load_teacher,
                             parse_layer_map, write_student_folder)
 
 FLAGS = flags.FLAGS
 PROGRAM = "distill.run_distill"
 MODEL_DIR = "model"
 STUDENT_VARIABLES = (r"^bert/",) + HEAD_VARIABLES  # what the student's model folder holds
-ESTIMATOR_CHECKPOINTS = "model.ckpt-*"
 HEAD_KERNEL = "output_weights"  # Google's classifier head: one row per label
 LOSS_FLAGS = ("temperature", "logit_weight", "hidden_weight", "attention_weight", "task_weight",
               "layer_map")
+
+
+def distill_default(name):
+    """A flag's default: the DistillSettings field's."""
+    return cli.field_default(DistillSettings, name)
 
 
 def define_distill_flags():
     """The teacher and the loss weights (shared with distill.sweep)."""
     flags.DEFINE_string("teacher_model_dir", None, "Model folder of the fine-tuned teacher "
                         "(bert_config.json, checkpoint with its classifier head).")
-    flags.DEFINE_float("temperature", DEFAULT_TEMPERATURE, "Softmax temperature of the "
-                       "soft-logit loss (regression tasks use the MSE of the scores).")
-    flags.DEFINE_float("logit_weight", DEFAULT_LOGIT_WEIGHT, "Weight of the soft-logit loss.")
-    flags.DEFINE_float("hidden_weight", DEFAULT_HIDDEN_WEIGHT,
+    flags.DEFINE_float("temperature", distill_default("temperature"), "Softmax temperature of "
+                       "the soft-logit loss (regression tasks use the MSE of the scores).")
+    flags.DEFINE_float("logit_weight", distill_default("logit_weight"),
+                       "Weight of the soft-logit loss.")
+    flags.DEFINE_float("hidden_weight", distill_default("hidden_weight"),
                        "Weight of the hidden-state MSE (embeddings and every mapped layer).")
-    flags.DEFINE_float("attention_weight", DEFAULT_ATTENTION_WEIGHT,
+    flags.DEFINE_float("attention_weight", distill_default("attention_weight"),
                        "Weight of the attention-map MSE of the mapped layers.")
-    flags.DEFINE_float("task_weight", DEFAULT_TASK_WEIGHT, "Weight of the task loss.")
+    flags.DEFINE_float("task_weight", distill_default("task_weight"), "Weight of the task loss.")
     flags.DEFINE_string("layer_map", None, LAYER_MAP_HELP)
 
 
 def define_flags():
     google_flags.define_flags()
     define_distill_flags()
-
-
-def model_folder_files(init_checkpoint, bert_config_file, vocab_file):
-    """The config and vocab flags, defaulting to those inside the --init_checkpoint folder."""
-    folder = init_checkpoint if init_checkpoint and os.path.isdir(init_checkpoint) else None
-    if not bert_config_file:
-        cli.require(folder, "--bert_config_file is required when --init_checkpoint is not a "
-                            "model folder")
-        bert_config_file = cli.require_file(os.path.join(folder, CONFIG_FILE), "init_checkpoint",
-                                            "a model folder with bert_config.json")
-    if not vocab_file:
-        cli.require(folder, "--vocab_file is required when --init_checkpoint is not a model "
-                            "folder")
-        try:
-            vocab_file = checkpoint.find_vocab(folder)
-        except FileNotFoundError as error:
-            raise UsageError(f"--init_checkpoint: {error}") from None
-    return bert_config_file, vocab_file
 
 
 def check_teacher_head(teacher_prefix, num_labels, flag="teacher_model_dir"):
@@ -121,23 +105,13 @@ def train_to_model_folder(classifier, step, keep_checkpoints=True):
     if s.do_predict:
         classifier.predict(checkpoint_path=prefix)
     if not keep_checkpoints:
-        drop_training_checkpoints(s.output_dir)
+        model_folder.drop_training_checkpoints(s.output_dir)
     return result
 
 
-def drop_training_checkpoints(output_dir):
-    """Weights + Adam moments are three times the model; the model folder is what flows on.
-    Events stay for TensorBoard."""
-    for path in tf.io.gfile.glob(os.path.join(output_dir, ESTIMATOR_CHECKPOINTS)):
-        tf.io.gfile.remove(path)
-    state_file = os.path.join(output_dir, checkpoint.STATE_FILE)
-    if tf.io.gfile.exists(state_file):
-        tf.io.gfile.remove(state_file)
-
-
 def run_distillation():
-    config_file, vocab_file = model_folder_files(FLAGS.init_checkpoint, FLAGS.bert_config_file,
-                                                 FLAGS.vocab_file)
+    config_file, vocab_file = model_folder.config_and_vocab(
+        FLAGS.init_checkpoint, "init_checkpoint", FLAGS.bert_config_file, FLAGS.vocab_file)
     settings = google_flags.settings_from_flags(bert_config_file=config_file,
                                                 vocab_file=vocab_file)
     if not settings.do_train:

@@ -33,7 +33,7 @@ from typing import Optional
 
 from absl import flags
 
-from bert import cli, glue, modeling
+from bert import cli, files, glue, model_folder
 from bert import run_classifier as google_flags
 from bert.classifier import EVAL_RESULTS_FILE, HPARAMS_FILE, Classifier, ClassifierSettings
 from bert.errors import TrainingDivergedError, UsageError
@@ -141,8 +141,8 @@ class TaskSweep:
                                               keep_checkpoints=self.keep_checkpoints)
         except TrainingDivergedError as error:
             log.warning("%s %s: %s", self.task, point.name, error)
-            run_distill.drop_training_checkpoints(run_dir)
-            modeling.write_text_atomic(os.path.join(run_dir, DIVERGED_FILE), f"{error}\n")
+            model_folder.drop_training_checkpoints(run_dir)
+            files.write_text_atomic(os.path.join(run_dir, DIVERGED_FILE), f"{error}\n")
         return True
 
 
@@ -181,8 +181,8 @@ def write_best_tables(output_dir, tasks):
     writer = csv.DictWriter(table, fieldnames=TABLE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    modeling.write_text_atomic(os.path.join(output_dir, BEST_MARKDOWN), markdown)
-    modeling.write_text_atomic(os.path.join(output_dir, BEST_CSV), table.getvalue())
+    files.write_text_atomic(os.path.join(output_dir, BEST_MARKDOWN), markdown)
+    files.write_text_atomic(os.path.join(output_dir, BEST_CSV), table.getvalue())
     return markdown
 
 
@@ -200,13 +200,20 @@ def define_flags():
     flags.DEFINE_string("warmup_proportions", SEED_WARMUP_PROPORTIONS,
                         "Shares of steps with linear warm-up.")
     flags.DEFINE_string("batch_sizes", SEED_BATCH_SIZES, "Training batch sizes.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Epochs of every run.")
-    flags.DEFINE_integer("max_train_examples", 0, "Train on the first N examples (0: all).")
+    flags.DEFINE_float("num_train_epochs", google_flags.classifier_default("num_train_epochs"),
+                       "Epochs of every run.")
+    flags.DEFINE_integer("max_train_examples",
+                         google_flags.classifier_default("max_train_examples"),
+                         "Train on the first N examples (0: all).")
     flags.DEFINE_integer("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE, "Evaluation batch size.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
-    flags.DEFINE_integer("log_every_n_steps", 20, "Progress log interval (steps).")
-    flags.DEFINE_bool("keep_checkpoints", False, "Keep each finished run's training "
-                      "checkpoints (default: only its model folder).")
+    flags.DEFINE_integer("save_checkpoints_steps",
+                         google_flags.classifier_default("save_checkpoints_steps"),
+                         "Checkpoint every this many steps.")
+    flags.DEFINE_integer("log_every_n_steps", google_flags.classifier_default("log_every_n_steps"),
+                         "Progress log interval (steps).")
+    flags.DEFINE_bool("keep_checkpoints", cli.field_default(TaskSweep, "keep_checkpoints"),
+                      "Keep each finished run's training checkpoints (default: only its model "
+                      "folder).")
 
 
 def for_task(value, task):
@@ -217,8 +224,9 @@ def task_sweep(task):
     """The TaskSweep of ``task`` from the flags."""
     init = for_task(FLAGS.init_checkpoint, task)
     cli.require(init, "--init_checkpoint is required (the student's model folder)")
-    config_file, vocab_file = run_distill.model_folder_files(
-        init, for_task(FLAGS.bert_config_file, task), for_task(FLAGS.vocab_file, task))
+    config_file, vocab_file = model_folder.config_and_vocab(
+        init, "init_checkpoint", for_task(FLAGS.bert_config_file, task),
+        for_task(FLAGS.vocab_file, task))
     data_dir = os.path.join(FLAGS.glue_dir, task)
     base = ClassifierSettings(
         task_name=task, data_dir=data_dir, vocab_file=vocab_file,

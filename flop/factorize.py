@@ -20,8 +20,7 @@ import sys
 
 import numpy as np
 
-from bert import checkpoint, cli, modeling
-from bert.errors import UsageError
+from bert import checkpoint, cli, model_folder, modeling
 
 log = logging.getLogger("flop")
 
@@ -98,13 +97,6 @@ def dense_config(config):
     return config
 
 
-def default_vocab(folder):
-    try:
-        return checkpoint.find_vocab(folder)
-    except FileNotFoundError as error:
-        raise UsageError(f"{error}; give --vocab_file") from None
-
-
 def split_output(output_dir):
     """(model folder, checkpoint name) of ``--output_dir``: a folder, or a prefix in one."""
     output_dir = output_dir.rstrip(os.sep)
@@ -124,10 +116,9 @@ def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_fi
     cli.require(os.path.abspath(folder) != os.path.abspath(os.path.dirname(prefix)),
                 f"--output_dir={output_dir} is in the checkpoint's own folder; write the "
                 "factorized model elsewhere")
-    if vocab_file:
-        cli.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
-    else:
-        vocab_file = default_vocab(os.path.dirname(os.path.abspath(bert_config_file)))
+    vocab_file = model_folder.file_from_folder(
+        vocab_file, "vocab_file", os.path.dirname(os.path.abspath(bert_config_file)),
+        "bert_config_file", checkpoint.find_vocab, model_folder.VOCAB_EXPECTED)
     values = checkpoint.read_checkpoint(prefix)
     cli.require(not is_factorized(config, values),
                 f"--checkpoint={checkpoint_path} is already factorized (it has _p/_q kernels "
@@ -138,9 +129,9 @@ def factorize(bert_config_file, checkpoint_path, output_dir, finetuned, vocab_fi
     factorized, ranks = factorize_weights(config, values, keep_head=finetuned)
     flags = {"bert_config_file": bert_config_file, "checkpoint": checkpoint_path,
              "finetuned": finetuned}
-    checkpoint.write_model_folder(folder, factorized_config(config, ranks), vocab_file,
-                                  factorized, step="flop_factorize", source=prefix, flags=flags,
-                                  checkpoint_name=checkpoint_name)
+    model_folder.write_model_folder(folder, factorized_config(config, ranks), vocab_file,
+                                    factorized, step="flop_factorize", source=prefix,
+                                    flags=flags, checkpoint_name=checkpoint_name)
     return folder, ranks
 
 

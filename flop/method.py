@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from bert import checkpoint, methods, modeling, optimization, teacher
+from bert import checkpoint, methods, model_folder, modeling, optimization, teacher
 from bert.errors import UsageError
 from flop.hardconcrete import HardConcrete
 
@@ -220,7 +220,7 @@ class BestSparseExporter(tf.estimator.Exporter):
             return None
         summary = {key: float(value) for key, value in eval_result.items()}
         summary["checkpoint"] = checkpoint_path
-        checkpoint.write_model_folder(
+        model_folder.write_model_folder(
             self.best_dir, self.bert_config, self.vocab_file,
             checkpoint.read_checkpoint(checkpoint_path), step="flop_prune",
             source=checkpoint_path,

@@ -33,7 +33,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, cli, modeling, timing
+from bert import checkpoint, cli, model_folder, modeling, timing
 from flop import factorize
 from flop.hardconcrete import deterministic_mask
 from flop.method import GATE_VARIABLE, LAMBDA_SCOPE
@@ -150,19 +150,14 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     cli.require(os.path.abspath(output_folder_dir) != os.path.abspath(folder),
                 f"--output_folder_dir={output_folder_dir} is the checkpoint's own folder; "
                 "write the compact model elsewhere")
-    bert_config_file = bert_config_file or os.path.join(folder, "bert_config.json")
-    config = modeling.BertConfig.from_json_file(cli.require_file(
-        bert_config_file, "bert_config_file", "the model's config; by default the one "
-        "beside the checkpoint"))
+    bert_config_file, vocab_file = model_folder.config_and_vocab(
+        folder, "checkpoint", bert_config_file, vocab_file)
+    config = modeling.BertConfig.from_json_file(bert_config_file)
     if seq_length is None:
         seq_length = min(DEFAULT_LATENCY_SEQ_LENGTH, config.max_position_embeddings)
     if iterations:
         cli.require_in_range(seq_length, "latency_seq_length", 1,
                              config.max_position_embeddings)
-    if vocab_file:
-        cli.require_file(vocab_file, "vocab_file", "vocab.txt or a SentencePiece .model")
-    else:
-        vocab_file = factorize.default_vocab(folder)
     values = checkpoint.read_checkpoint(prefix)
     compact_config, compact, counts = compact_weights(config, values, checkpoint_path)
     latencies = {}
@@ -183,9 +178,9 @@ def remove_mask(checkpoint_path, output_folder_dir, bert_config_file=None, vocab
     info = format_info(info_fields(counts), latencies, seq_length)
     flags = {"checkpoint": checkpoint_path, "bert_config_file": bert_config_file,
              "latency_iterations": iterations}
-    checkpoint.write_model_folder(output_folder_dir, compact_config, vocab_file, compact,
-                                  step="flop_remove_mask", source=prefix, flags=flags,
-                                  extra_files={INFO_FILE: info})
+    model_folder.write_model_folder(output_folder_dir, compact_config, vocab_file, compact,
+                                    step="flop_remove_mask", source=prefix, flags=flags,
+                                    extra_files={INFO_FILE: info})
     return info
 
 

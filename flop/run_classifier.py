@@ -30,28 +30,38 @@ RUN_DIR_FORMAT = "%Y-%m-%d-%H:%M:%S"  # the seed's run folder names, e.g. 2020-0
 RUN_DIR_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:\d{2}:\d{2}$")
 
 
+def flop_default(name):
+    """A flag's default: the FlopSettings field's."""
+    return cli.field_default(FlopSettings, name)
+
+
 def define_flags():
     google_flags.define_flags()
     flags.DEFINE_float("target_sparsity", None, "Share of gated parameters to prune, in [0, 1).")
-    flags.DEFINE_integer("target_sparsity_warmup", 0,
+    flags.DEFINE_integer("target_sparsity_warmup", flop_default("target_sparsity_warmup"),
                          "Steps over which the target grows linearly from 0 to the target.")
     flags.DEFINE_integer("learning_rate_warmup", None, "Warm-up steps of the model learning "
                          "rate (default: --warmup_proportion of the training steps).")
-    flags.DEFINE_float("lambda_learning_rate", 0.01, "Learning rate of the Lagrange multipliers.")
-    flags.DEFINE_float("alpha_learning_rate", 0.05, "Learning rate of the gates' log_alpha.")
-    flags.DEFINE_float("regularization_scale", 0.0, "Weight of the L2 penalty on dense kernels.")
+    flags.DEFINE_float("lambda_learning_rate", flop_default("lambda_learning_rate"),
+                       "Learning rate of the Lagrange multipliers.")
+    flags.DEFINE_float("alpha_learning_rate", flop_default("alpha_learning_rate"),
+                       "Learning rate of the gates' log_alpha.")
+    flags.DEFINE_float("regularization_scale", flop_default("regularization_scale"),
+                       "Weight of the L2 penalty on dense kernels.")
     flags.DEFINE_float("hidden_dropout_prob", None, "Override the config's hidden dropout.")
     flags.DEFINE_float("attention_probs_dropout_prob", None,
                        "Override the config's attention dropout.")
-    flags.DEFINE_float("log_alpha_init_mean", 0.5,
+    flags.DEFINE_float("log_alpha_init_mean", flop_default("log_alpha_init_mean"),
                        "Initial drop probability of every rank (log_alpha = log((1-p)/p)).")
-    flags.DEFINE_string("teacher_checkpoint", None,
+    flags.DEFINE_string("teacher_checkpoint", flop_default("teacher_checkpoint"),
                         "Un-pruned fine-tuned model distilled into the pruned one (optional).")
     flags.DEFINE_string("teacher_bert_config_file", None, "Teacher's config (default: "
                         "bert_config.json beside the teacher checkpoint, else this model's "
                         "architecture without kernel_ranks).")
-    flags.DEFINE_float("distill_temperature", 2.0, "Softmax temperature of distillation.")
-    flags.DEFINE_float("distill_weight", 1.0, "Weight of the distillation loss (with a teacher).")
+    flags.DEFINE_float("distill_temperature", flop_default("distill_temperature"),
+                       "Softmax temperature of distillation.")
+    flags.DEFINE_float("distill_weight", flop_default("distill_weight"),
+                       "Weight of the distillation loss (with a teacher).")
     flags.DEFINE_bool("resume", False, "Continue the newest timestamped run in --output_dir.")
     flags.DEFINE_string("resume_dir", None, "Continue this run folder.")
 

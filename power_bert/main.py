@@ -30,7 +30,8 @@ import sys
 
 import tensorflow as tf
 
-from bert import checkpoint, cli, distribution, glue, methods, modeling, stages, timing
+from bert import (checkpoint, cli, distribution, glue, methods, model_folder, modeling,
+                  stages, timing)
 from bert.classifier import (HEAD_VARIABLES, TEST_RESULTS_FILE, Classifier, ClassifierSettings,
                              classifier_head)
 from bert.errors import UsageError
@@ -44,7 +45,6 @@ PROGRAM = "power_bert.main"
 LOG_FILE = stages.LOG_FILE
 FEATURES_DIR = "features"
 DEFAULT_EPOCHS = 3
-DEFAULT_SEED = 12345
 DEFAULT_BENCHMARK_ITERATIONS = 20
 DEFAULT_BENCHMARK_BATCH_SIZES = "1,32"
 MIN_SEQ_LENGTH = 3  # [CLS] x [SEP]
@@ -95,14 +95,27 @@ def build_parser():
                                 "each takes BATCH_SIZE / N a step), evaluation and prediction"),
             ("LR_SOFT_EXTRACT", float, "peak learning rate of the retention parameters (step 2)"),
             ("LR_BERT", float, "peak learning rate of the BERT parameters (all steps)"),
-            ("LAMBDA", float, "retention regulariser: higher eliminates more word-vectors")):
+            ("LAMBDA", float, "retention regulariser: higher eliminates more word-vectors"),
+            ("MAX_SEQ_LENGTH", int, "tokens per example (N, the length of each retention "
+                                    "vector)")):
         parser.add_argument(f"--{flag}", type=kind, help=text)
     parser.add_argument("--OUTPUT_DIR", required=True,
                         help="step folders, model folders, features and log_file.txt")
-    parser.add_argument("--MAX_SEQ_LENGTH", type=int,
-                        help="tokens per example (N, the length of each retention vector)")
-    parser.add_argument("--MAX_TRAIN_EXAMPLES", type=int, default=0,
+    parser.add_argument("--MAX_TRAIN_EXAMPLES", type=int,
+                        default=cli.field_default(ClassifierSettings, "max_train_examples"),
                         help="train on the first N examples only, for demos (0: all)")
+    _add_inference_flags(parser)
+    parser.add_argument("--SEED", type=int, default=cli.field_default(ClassifierSettings, "seed"),
+                        help="random seed of shuffling, dropout and the new head")
+    parser.add_argument("--DISTRIBUTION", choices=distribution.DISTRIBUTIONS,
+                        default=cli.field_default(ClassifierSettings, "distribution"),
+                        help="none (one device) or mirrored (every local GPU, in sync); the "
+                             "cluster modes are refused here (see bert.distribution)")
+    return parser
+
+
+def _add_inference_flags(parser):
+    """The flags of --EVAL_ONLY / --PREDICT_ONLY and of the final latency comparison."""
     parser.add_argument("--EVAL_ONLY", action="store_true",
                         help="evaluate CHECKPOINT_PATH on dev.tsv with Extract")
     parser.add_argument("--PREDICT_ONLY", action="store_true",
@@ -126,36 +139,9 @@ def build_parser():
                              "comparison (0: skip it; default %(default)s)")
     parser.add_argument("--BENCHMARK_BATCH_SIZES", default=DEFAULT_BENCHMARK_BATCH_SIZES,
                         help="batch sizes of the latency comparison (default %(default)s)")
-    parser.add_argument("--SEED", type=int, default=DEFAULT_SEED,
-                        help="random seed of shuffling, dropout and the new head")
-    parser.add_argument("--DISTRIBUTION", default=distribution.NONE,
-                        choices=distribution.DISTRIBUTIONS,
-                        help="none (one device) or mirrored (every local GPU, in sync); the "
-                             "cluster modes are refused here (see bert.distribution)")
-    return parser
 
 
 # Validation: everything is checked before anything is written ---------------------------------
-def _model_folder_file(flag_value, checkpoint_path, finder, flag):
-    if flag_value:
-        if not os.path.isfile(flag_value):
-            raise UsageError(f"--{flag}={flag_value}: file not found")
-        return flag_value
-    if not os.path.isdir(checkpoint_path):
-        raise UsageError(f"--{flag} is required when --CHECKPOINT_PATH is not a model folder")
-    try:
-        return finder(checkpoint_path)
-    except FileNotFoundError as error:
-        raise UsageError(f"--{flag} not given and {error}") from None
-
-
-def _config_in_folder(folder):
-    path = os.path.join(folder, "bert_config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{folder} has no bert_config.json")
-    return path
-
-
 def resolve_args(args):
     """Check every flag and input file; fill the per-task defaults. Writes nothing."""
     if args.TASK not in SEED_TASK_NAMES + tuple(TASK_DEFAULTS):
@@ -193,10 +179,9 @@ def resolve_args(args):
     if os.path.isfile(args.OUTPUT_DIR):
         raise UsageError(f"--OUTPUT_DIR={args.OUTPUT_DIR} is a file; expected a folder")
     args.checkpoint = checkpoint.resolve_checkpoint(args.CHECKPOINT_PATH, "CHECKPOINT_PATH")
-    args.BERT_CONFIG_PATH = _model_folder_file(args.BERT_CONFIG_PATH, args.CHECKPOINT_PATH,
-                                               _config_in_folder, "BERT_CONFIG_PATH")
-    args.VOCAB_PATH = _model_folder_file(args.VOCAB_PATH, args.CHECKPOINT_PATH,
-                                         checkpoint.find_vocab, "VOCAB_PATH")
+    args.BERT_CONFIG_PATH, args.VOCAB_PATH = model_folder.config_and_vocab(
+        args.CHECKPOINT_PATH, "CHECKPOINT_PATH", args.BERT_CONFIG_PATH, args.VOCAB_PATH,
+        config_flag="BERT_CONFIG_PATH", vocab_flag="VOCAB_PATH")
     bert_config = modeling.BertConfig.from_json_file(args.BERT_CONFIG_PATH)
     if not MIN_SEQ_LENGTH <= args.MAX_SEQ_LENGTH <= bert_config.max_position_embeddings:
         raise UsageError(f"--MAX_SEQ_LENGTH={args.MAX_SEQ_LENGTH}: must be in "

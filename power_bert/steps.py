@@ -16,9 +16,7 @@ import math
 import os
 from typing import Callable, Optional
 
-import tensorflow as tf
-
-from bert import checkpoint, methods, modeling
+from bert import checkpoint, methods, model_folder, modeling
 from bert.stages import read_json, start_stage, write_json
 from bert.classifier import Classifier, ClassifierSettings
 from power_bert import token_selectors
@@ -129,28 +127,18 @@ def run_step(run, step):
                      f"{_format_metrics(result, run.metric_name)}"
                      + _retention_sums(result) + ("  [kept]" if keep else ""))
     best_epoch = progress["best_epoch"]
-    config = modeling.BertConfig.from_json_file(os.path.join(model_dir, "bert_config.json"))
+    config = modeling.BertConfig.from_json_file(
+        os.path.join(model_dir, model_folder.CONFIG_FILE))
     done = {"settings": step.settings, "model_dir": model_dir,
             "best_epoch": best_epoch + 1,
             "best_metric": progress["epochs"][best_epoch][run.metric_name],
             "epoch_metrics": [e[run.metric_name] for e in progress["epochs"]],
             "retention": config.extra.get(token_selectors.RETENTION_CONFIG_KEY)}
     write_json(os.path.join(step.folder, STEP_DONE_FILE), done)
-    _drop_training_checkpoints(training_dir)
+    model_folder.drop_training_checkpoints(training_dir)
     run.log_line(f"{step.title}: kept epoch {best_epoch + 1} ({run.metric_name} "
                  f"{done['best_metric']:.4f}) -> {model_dir}")
     return done
-
-
-def _drop_training_checkpoints(training_dir):
-    """Once a step is complete its model folder is what flows on; the Estimator checkpoints
-    (weights + Adam moments, three times the model) only take disk. Events stay for TensorBoard.
-    """
-    for path in tf.io.gfile.glob(os.path.join(training_dir, "model.ckpt-*")):
-        tf.io.gfile.remove(path)
-    state_file = os.path.join(training_dir, "checkpoint")
-    if tf.io.gfile.exists(state_file):
-        tf.io.gfile.remove(state_file)
 
 
 def _retention_sums(result):
@@ -167,10 +155,10 @@ def _export(run, step, training_dir, model_dir):
     config.extra.pop(token_selectors.RETENTION_CONFIG_KEY, None)  # only Extract models carry one
     if step.export:
         config, values, extra_files = step.export(config, values)
-    checkpoint.write_model_folder(model_dir, config, run.settings.vocab_file, values,
-                                  step=f"power_bert/{os.path.basename(step.folder)}",
-                                  source=step.init_checkpoint, flags=run.provenance,
-                                  extra_files=extra_files)
+    model_folder.write_model_folder(model_dir, config, run.settings.vocab_file, values,
+                                    step=f"power_bert/{os.path.basename(step.folder)}",
+                                    source=step.init_checkpoint, flags=run.provenance,
+                                    extra_files=extra_files)
 
 
 def export_searched_config(config, values):

@@ -1,7 +1,9 @@
 """Pre-training distillation: masked-LM instances made by Google's recipe, one-line errors for
-bad text, and a few MLM + hidden-state distillation steps whose losses fall."""
+bad text, a few MLM + hidden-state distillation steps whose losses fall, the training loop's
+NaN / signal / full-disk handling, and another method composed into the objective."""
 import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -9,11 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import checkpoint, modeling, tokenization
+from bert import checkpoint, methods, modeling, tokenization
 from bert.classifier import HEAD_VARIABLES, classifier_head
 from conftest import REPO_ROOT
-from distill.pretraining import MaskingSettings, create_instances, read_documents
+from distill.method import load_teacher
+from distill.pretraining import (MaskingSettings, PretrainingSettings, create_instances, pretrain,
+                                 read_documents)
 from test_distill_method import scalars
+from test_entry_points import full_disk  # noqa: F401  (the fixture: a tiny tmpfs)
 from tiny_bert import WORDS, random_weights, tiny_config, write_tiny_model, write_vocab
 
 tf1 = tf.compat.v1
@@ -186,3 +191,118 @@ def test_console_scripts_refuse_a_bad_flag(script):
     process = subprocess.run([path, "--no_such_flag=1"], capture_output=True, text=True,
                              timeout=TIMEOUT)
     assert process.returncode == 1 and "no_such_flag" in process.stderr.strip().splitlines()[-1]
+
+
+# The training loop: NaN, signals, full disk; another method in the objective ------------------
+TRAIN_PROGRAM = "distill.pretraining run_pretraining_distillation"
+EXIT_SIGTERM = 143
+STOP_GRACE_SECONDS = 60  # to save and stop after a stop signal
+DIVERGING_RATE = 1e10
+SIGNALLED_STEPS = 2000  # far beyond the steps run before the signal lands; quick to finish
+COMPOSED_STEPS = 2
+KERNELS_PER_LAYER = 6  # query, key, value, attention output, intermediate, output
+
+
+def with_flags(flags, **values):
+    """``flags`` with each of ``values`` replacing its flag (or added)."""
+    kept = [flag for flag in flags if flag.split("=", 1)[0][2:] not in values]
+    return kept + [f"--{name}={value}" for name, value in values.items()]
+
+
+def test_diverging_loss_names_the_step_and_keeps_the_last_good_checkpoint(pretrained, tmp_path):
+    _, _, flags = pretrained
+    output = tmp_path / "out"
+    process = run("run_pretraining_distillation",
+                  *with_flags(flags, output_dir=output, learning_rate=DIVERGING_RATE))
+    assert_one_line_error(process, TRAIN_PROGRAM, "the loss became NaN at step ")
+    line = process.stderr.strip().splitlines()[-1]
+    assert f"lower the learning rate (--learning_rate={DIVERGING_RATE:g})" in line, line
+    kept = checkpoint.resolve_checkpoint(str(output))
+    assert kept in line
+    values = checkpoint.read_checkpoint(kept)
+    assert all(value.dtype.kind != "f" or np.isfinite(value).all() for value in values.values())
+    assert not (output / "model").exists()
+
+
+def test_sigterm_saves_the_step_and_the_same_command_resumes_to_the_last(pretrained, tmp_path):
+    _, _, flags = pretrained
+    output = tmp_path / "out"
+    command = with_flags(flags, output_dir=output, num_train_steps=SIGNALLED_STEPS,
+                         save_checkpoints_steps=SIGNALLED_STEPS, log_every_n_steps=1)
+    process = subprocess.Popen([sys.executable, "-m", "distill.pretraining",
+                                "run_pretraining_distillation", *command], cwd=REPO_ROOT,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # wait until training runs
+        if "examples/s" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=STOP_GRACE_SECONDS)[1]
+    assert process.returncode == EXIT_SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{TRAIN_PROGRAM}: error: stopped by SIGTERM; saved "), line
+    assert line.endswith("; run the same command again to resume"), line
+    saved = checkpoint.resolve_checkpoint(str(output))
+    reached = int(saved.rsplit("-", 1)[1])
+    assert saved in line and 0 < reached < SIGNALLED_STEPS
+    assert not (output / "model").exists()
+
+    again = run("run_pretraining_distillation", *command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (f"ran {SIGNALLED_STEPS - reached} training steps (global step {SIGNALLED_STEPS})"
+            in again.stderr)
+    model = tf.train.load_checkpoint(checkpoint.resolve_checkpoint(str(output / "model")))
+    assert model.get_tensor("global_step") == SIGNALLED_STEPS
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_files(pretrained, full_disk):  # noqa: F811
+    _, _, flags = pretrained
+    process = run("run_pretraining_distillation", *with_flags(flags, output_dir=full_disk / "out"))
+    assert_one_line_error(process, TRAIN_PROGRAM, "No space left on device")
+    leftovers = [str(p) for p in full_disk.rglob("*") if "tmp" in p.name or "_temp" in p.name]
+    assert not leftovers
+
+
+class _PruneLayersHooks(methods.GraphHooks):
+    def __init__(self, bert_config, pruned):
+        self.bert_config = bert_config
+        self.pruned = pruned
+
+    def transform_kernel(self, kernel, site, part):
+        if site.layer_index is None:  # the pooler
+            return kernel
+        self.pruned.append(site.key)
+        return kernel * 0.0
+
+
+class _PruneLayers(methods.Method):
+    """A kernel-transform method, as a compression method brings one: it zeroes every kernel
+    of the encoder layers."""
+    name = "prune_layers"
+
+    def __init__(self):
+        self.pruned = []  # the kernels the graphs zeroed
+
+    def build(self, bert_config, is_training):
+        return _PruneLayersHooks(bert_config, self.pruned)
+
+
+def test_a_kernel_transform_method_composes_into_pretraining(pretrained, tmp_path):
+    root, student, _ = pretrained
+    teacher_config, teacher_prefix = load_teacher(str(root / "teacher"))
+    method = _PruneLayers()
+    first_loss = {}
+    for name, extra in (("plain", []), ("composed", [method])):
+        settings = PretrainingSettings(
+            input_files=[str(root / "data.tfrecord")], output_dir=str(tmp_path / name),
+            bert_config_file=str(root / "student" / "bert_config.json"),
+            vocab_file=str(root / "student" / "vocab.txt"),
+            teacher_model_dir=str(root / "teacher"), init_checkpoint=str(root / "student"),
+            max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, train_batch_size=8,
+            num_train_steps=COMPOSED_STEPS, log_every_n_steps=1)
+        model_dir = pretrain(settings, student, teacher_config, teacher_prefix, extra)
+        assert (set(checkpoint.list_checkpoint(model_dir))
+                == set(checkpoint.list_checkpoint(str(root / "run" / "model"))))
+        first_loss[name] = scalars(tmp_path / name, "loss")[0][1]
+    assert len(method.pruned) == KERNELS_PER_LAYER * student.num_hidden_layers  # one graph
+    assert abs(first_loss["composed"] - first_loss["plain"]) > 1e-3, first_loss

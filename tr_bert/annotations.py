@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, classifier, methods, modeling
+from bert import checkpoint, classifier, files, methods
 from bert.errors import UsageError
 from tr_bert.method import IMPORTANCE_FEATURE, TEACHER_LOGITS_FEATURE
 
@@ -80,16 +80,10 @@ def _float_record(name, values):
 def _write_records(path, name, arrays, key):
     """One record per row of ``arrays``, atomically; then the key beside it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with tf.io.TFRecordWriter(temp) as writer:
-            for row in arrays:
-                writer.write(_float_record(name, row).SerializeToString())
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    modeling.write_text_atomic(path + KEY_SUFFIX, json.dumps(key, sort_keys=True))
+    with files.atomic_path(path) as temp, tf.io.TFRecordWriter(temp) as writer:
+        for row in arrays:
+            writer.write(_float_record(name, row).SerializeToString())
+    files.write_text_atomic(path + KEY_SUFFIX, json.dumps(key, sort_keys=True))
 
 
 def annotate(bert_config, checkpoint_prefix, task, record_file, vocab_file, batch_size,

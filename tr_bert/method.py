@@ -69,10 +69,10 @@ class TrBertSettings:
     alpha: float = DEFAULT_ALPHA
     baseline: str = MOVING_AVERAGE
     guide: str = GUIDE_IMPORTANCE
-    guide_rate: float = 0.0
+    guide_rate: float = 0.5
     guide_mass: float = 0.9
     train_mode: str = POLICY_ONLY
-    distill_weight: float = 0.0
+    distill_weight: float = 1.0
     distill_temperature: float = 1.0
     policy_learning_rate: float = DEFAULT_POLICY_LEARNING_RATE
 

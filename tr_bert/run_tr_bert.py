@@ -28,19 +28,16 @@ import json
 import logging
 import os
 
-import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, distribution, modeling, stages
+from bert import checkpoint, cli, distribution, files, model_folder, modeling, stages
 from bert import run_classifier as google_flags
 from bert.classifier import Classifier, EVAL_RESULTS_FILE, format_eval_results
 from bert.errors import UsageError
 from tr_bert import annotations
-from tr_bert.method import (BASELINE_SCOPE, BASELINES, CONFIG_KEY, DEFAULT_ALPHA,
-                            DEFAULT_POLICY_HIDDEN_SIZE, DEFAULT_POLICY_LEARNING_RATE,
-                            DEFAULT_REDUCTION_LAYERS, FLOPS_SHARE_METRIC, GUIDE_ATTENTION,
-                            GUIDE_IMPORTANCE, IMPORTANCE_FEATURE, JOINT, KEPT_SHARE_METRIC,
-                            MOVING_AVERAGE, POLICY_ONLY, TEACHER_LOGITS_FEATURE, TrBertMethod,
+from tr_bert.method import (BASELINE_SCOPE, BASELINES, CONFIG_KEY, FLOPS_SHARE_METRIC,
+                            GUIDE_ATTENTION, GUIDE_IMPORTANCE, IMPORTANCE_FEATURE, JOINT,
+                            KEPT_SHARE_METRIC, POLICY_ONLY, TEACHER_LOGITS_FEATURE, TrBertMethod,
                             TrBertSettings, validate_architecture)
 
 FLAGS = flags.FLAGS
@@ -53,10 +50,17 @@ FEATURES_DIR = "features"
 TRAINING_DIR = "training"
 MODEL_DIR = "model"
 STAGE_DONE_FILE = "stage.json"
-CONFIG_FILE = "bert_config.json"
 # The imitation stage's guide is followed on every step: it has no reward to learn from.
 INIT_GUIDE_RATE = 1.0
+# The joint stage learns from its reward alone, and only it distils (with --train_teacher).
+JOINT_GUIDE_RATE = 0.0
+NO_DISTILLATION = 0.0
 SUPPORTED_DISTRIBUTIONS = (distribution.NONE, distribution.MIRRORED)
+
+
+def tr_bert_default(name):
+    """A flag's default: the TrBertSettings field's."""
+    return cli.field_default(TrBertSettings, name)
 
 
 def define_flags():
@@ -70,20 +74,25 @@ def define_flags():
     flags.DEFINE_bool("train_rl", False, "With --do_train: train the policy alone (REINFORCE).")
     flags.DEFINE_bool("train_both", False, "With --do_train: train BERT and the policy together.")
     flags.DEFINE_bool("train_teacher", False, "With --train_both: distil eval_logits' logits.")
-    flags.DEFINE_float("alpha", DEFAULT_ALPHA, "Length penalty: reward = log p(gold) − alpha × kept share.")
-    flags.DEFINE_float("guide_rate", 0.5, "Share of --train_rl steps that imitate the "
-                       "residual guide instead of following the reward.")
-    flags.DEFINE_float("guide_mass", 0.9, "A guide keeps the fewest tokens holding this share "
-                       "of the importance (or attention) mass.")
-    flags.DEFINE_list("reduction_layers", [str(layer) for layer in DEFAULT_REDUCTION_LAYERS],
+    flags.DEFINE_float("alpha", tr_bert_default("alpha"),
+                       "Length penalty: reward = log p(gold) − alpha × kept share.")
+    flags.DEFINE_float("guide_rate", tr_bert_default("guide_rate"), "Share of --train_rl steps "
+                       "that imitate the residual guide instead of following the reward.")
+    flags.DEFINE_float("guide_mass", tr_bert_default("guide_mass"), "A guide keeps the fewest "
+                       "tokens holding this share of the importance (or attention) mass.")
+    flags.DEFINE_list("reduction_layers",
+                      [str(layer) for layer in tr_bert_default("reduction_layers")],
                       "0-based encoder layers after whose attention block tokens are dropped.")
-    flags.DEFINE_integer("policy_hidden_size", DEFAULT_POLICY_HIDDEN_SIZE,
+    flags.DEFINE_integer("policy_hidden_size", tr_bert_default("policy_hidden_size"),
                          "Width of the policy network's hidden layer.")
-    flags.DEFINE_float("policy_learning_rate", DEFAULT_POLICY_LEARNING_RATE, "Peak learning rate of the policy.")
-    flags.DEFINE_enum("baseline", MOVING_AVERAGE, BASELINES, "REINFORCE baseline: moving "
-                      "average of the batch-mean reward, or the batch mean itself.")
-    flags.DEFINE_float("distill_weight", 1.0, "Weight of the distillation loss (--train_teacher).")
-    flags.DEFINE_float("distill_temperature", 1.0, "Softmax temperature of distillation.")
+    flags.DEFINE_float("policy_learning_rate", tr_bert_default("policy_learning_rate"),
+                       "Peak learning rate of the policy.")
+    flags.DEFINE_enum("baseline", tr_bert_default("baseline"), BASELINES, "REINFORCE baseline: "
+                      "moving average of the batch-mean reward, or the batch mean itself.")
+    flags.DEFINE_float("distill_weight", tr_bert_default("distill_weight"),
+                       "Weight of the distillation loss (--train_teacher).")
+    flags.DEFINE_float("distill_temperature", tr_bert_default("distill_temperature"),
+                       "Softmax temperature of distillation.")
     flags.DEFINE_string("guide_dir", None, "Folder with --do_eval_grad's output (default: "
                         "OUTPUT_DIR/eval_grad).")
     flags.DEFINE_string("logits_dir", None, "Folder with --do_eval_logits' output (default: "
@@ -135,22 +144,6 @@ def validate_flags():
     cli.require(FLAGS.distill_temperature > 0,
                 f"--distill_temperature={FLAGS.distill_temperature}: must be > 0")
     return stage
-
-
-def model_files():
-    """(bert_config_file, vocab_file): the flags, else the --init_checkpoint folder's."""
-    folder = FLAGS.init_checkpoint
-    config_file = FLAGS.bert_config_file or os.path.join(folder, CONFIG_FILE)
-    cli.require_file(config_file, "bert_config_file" if FLAGS.bert_config_file
-                     else "init_checkpoint", "a model folder with bert_config.json")
-    vocab_file = FLAGS.vocab_file
-    if not vocab_file:
-        cli.require_dir(folder, "init_checkpoint", "a model folder (or give --vocab_file)")
-        try:
-            vocab_file = checkpoint.find_vocab(folder)
-        except FileNotFoundError as error:
-            raise UsageError(f"--init_checkpoint: {error}") from None
-    return config_file, vocab_file
 
 
 # Stages -----------------------------------------------------------------------------------------
@@ -214,11 +207,14 @@ def method_settings(stage, num_layers):
                   alpha=FLAGS.alpha, baseline=FLAGS.baseline,
                   policy_learning_rate=FLAGS.policy_learning_rate, guide_mass=FLAGS.guide_mass)
     if stage == TRAIN_INIT:
-        return TrBertSettings(guide=GUIDE_ATTENTION, guide_rate=INIT_GUIDE_RATE, **common)
+        return TrBertSettings(guide=GUIDE_ATTENTION, guide_rate=INIT_GUIDE_RATE,
+                              distill_weight=NO_DISTILLATION, **common)
     if stage == TRAIN_RL:
-        return TrBertSettings(guide=GUIDE_IMPORTANCE, guide_rate=FLAGS.guide_rate, **common)
-    return TrBertSettings(train_mode=JOINT,
-                          distill_weight=FLAGS.distill_weight if FLAGS.train_teacher else 0.0,
+        return TrBertSettings(guide=GUIDE_IMPORTANCE, guide_rate=FLAGS.guide_rate,
+                              distill_weight=NO_DISTILLATION, **common)
+    return TrBertSettings(train_mode=JOINT, guide_rate=JOINT_GUIDE_RATE,
+                          distill_weight=(FLAGS.distill_weight if FLAGS.train_teacher
+                                          else NO_DISTILLATION),
                           distill_temperature=FLAGS.distill_temperature, **common)
 
 
@@ -284,13 +280,13 @@ def run_training_stage(run, stage):
     metric = classifier.task.processor.primary_metric
     summary = format_result(result, metric)
     model_dir = export_stage(run, folder, training_dir, settings, stage_settings)
-    modeling.write_text_atomic(os.path.join(folder, EVAL_RESULTS_FILE),
-                               format_eval_results(result, train_seconds))
+    files.write_text_atomic(os.path.join(folder, EVAL_RESULTS_FILE),
+                            format_eval_results(result, train_seconds))
     stage_log(f"{stage} dev: {summary} -> {model_dir}")
     done = {"settings": stage_settings, "summary": summary, "model_dir": model_dir,
             "result": {key: float(value) for key, value in result.items()}}
     stages.write_json(os.path.join(folder, STAGE_DONE_FILE), done)
-    drop_training_checkpoints(training_dir)
+    model_folder.drop_training_checkpoints(training_dir)
     return done
 
 
@@ -300,19 +296,10 @@ def export_stage(run, folder, training_dir, settings, stage_settings):
               if not name.startswith(BASELINE_SCOPE + "/")}
     config = run.bert_config.copy()
     config.extra[CONFIG_KEY] = settings.config_entry()
-    return checkpoint.write_model_folder(os.path.join(folder, MODEL_DIR), config, run.vocab_file,
-                                         values, step=f"tr_bert/{stage_settings['stage']}",
-                                         source=run.init_prefix, flags=stage_settings)
-
-
-def drop_training_checkpoints(training_dir):
-    """The model folder is what flows on; Estimator checkpoints (with Adam moments) only take
-    disk. TensorBoard events stay."""
-    for path in tf.io.gfile.glob(os.path.join(training_dir, "model.ckpt-*")):
-        tf.io.gfile.remove(path)
-    state_file = os.path.join(training_dir, checkpoint.STATE_FILE)
-    if tf.io.gfile.exists(state_file):
-        tf.io.gfile.remove(state_file)
+    return model_folder.write_model_folder(os.path.join(folder, MODEL_DIR), config,
+                                           run.vocab_file, values,
+                                           step=f"tr_bert/{stage_settings['stage']}",
+                                           source=run.init_prefix, flags=stage_settings)
 
 
 def run_evaluation(run):
@@ -327,7 +314,8 @@ def run_evaluation(run):
 
 def run_stages():
     stage = validate_flags()
-    config_file, vocab_file = model_files()
+    config_file, vocab_file = model_folder.config_and_vocab(
+        FLAGS.init_checkpoint, "init_checkpoint", FLAGS.bert_config_file, FLAGS.vocab_file)
     try:
         init_prefix = checkpoint.resolve_checkpoint(FLAGS.init_checkpoint)
     except FileNotFoundError as error:

@@ -1,0 +1,76 @@
+"""The one Estimator training loop of every run that trains (the classifier, pre-training), so
+each gets the same resumption, stop on a signal, NaN check and full-disk handling.
+
+A run starts from its output folder's newest checkpoint that reads back whole. A stop signal
+saves the current step and ends with ``Interrupted``; a loss that becomes NaN ends with
+``TrainingDivergedError`` naming the step and the learning rate, keeping the last good
+checkpoint; a full disk ends with one ``OSError`` (ENOSPC) after the half-written files of the
+failed write are removed.
+"""
+import errno
+import logging
+import os
+import re
+import signal
+import time
+
+import tensorflow as tf
+
+from bert import checkpoint
+from bert.errors import Interrupted, TrainingDivergedError
+
+tf1 = tf.compat.v1
+log = logging.getLogger("bert")
+
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
+TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
+
+
+def remove_new_temporaries(folder, existing):
+    """Remove the half-written files a failed write of this run left in ``folder`` (TF writes
+    ``<name>.tmp<hex>`` files and ``<checkpoint>_temp`` folders, then renames them)."""
+    checkpoint.remove_save_temporaries(folder)
+    for name in set(os.listdir(folder)) - existing:
+        if TEMPORARY_NAME.search(name):
+            log.warning("removing %s, left by the failed write", os.path.join(folder, name))
+            os.remove(os.path.join(folder, name))
+
+
+def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learning_rate,
+                    eval_spec=None):
+    """Train ``estimator`` into ``output_dir`` up to ``max_steps``; returns the seconds spent.
+
+    ``stop_hook`` is the ``StopOnSignalHook`` among the model_fn's training hooks (after the
+    Estimator's NaN check, so its step count names the step before a NaN); ``learning_rate``
+    is what the NaN message advises to lower. With ``eval_spec`` it runs
+    ``tf.estimator.train_and_evaluate``, which in a cluster plays this task's role.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    checkpoint.latest_good_checkpoint(output_dir)
+    start = time.time()
+    before = set(os.listdir(output_dir))
+    try:
+        if eval_spec is None:
+            estimator.train(input_fn, max_steps=max_steps)
+        else:
+            tf.estimator.train_and_evaluate(
+                estimator, tf.estimator.TrainSpec(input_fn, max_steps=max_steps), eval_spec)
+    except tf1.train.NanLossDuringTrainingError:
+        raise TrainingDivergedError(
+            f"the loss became NaN at step {stop_hook.last_step + 1}; lower the learning "
+            f"rate (--learning_rate={learning_rate:g}); the last good checkpoint is kept: "
+            f"{estimator.latest_checkpoint()}") from None
+    except tf.errors.OpError as error:
+        if NO_SPACE not in error.message:
+            raise
+        remove_new_temporaries(output_dir, before)
+        raise OSError(errno.ENOSPC, f"no space left on device while training into "
+                                    f"{output_dir} ({error.message.splitlines()[0]}); the "
+                                    "last complete checkpoint is kept") from None
+    finally:
+        stop_hook.restore()
+    if stop_hook.signal_number is not None:
+        name = signal.Signals(stop_hook.signal_number).name
+        raise Interrupted(f"stopped by {name}; saved {estimator.latest_checkpoint()}; run "
+                          "the same command again to resume", stop_hook.signal_number)
+    return time.time() - start
