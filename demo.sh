@@ -181,7 +181,8 @@ if [ "$RUN_DISTILL" = 1 ]; then
   BENCH_MODELS+=("distilled=$DISTILLED_MODEL" "distilled=$SHIP_DIR/distilled_export")
 fi
 "$PYTHON" -m deploy.benchmark "${BENCH_MODELS[@]}" --task_name="$TASK" --data_dir="$DATA_DIR" \
-  --max_seq_length="$MAX_SEQ_LENGTH" --iterations=5 --output_dir="$SHIP_DIR/benchmark"
+  --max_seq_length="$MAX_SEQ_LENGTH" --iterations=5 --output_dir="$SHIP_DIR/benchmark" \
+  --peer_reference  # rows of transformers -> torch.onnx -> ORT INT8 when .[peer] is installed
 
 step "summary"
 echo "fine-tuned dev metrics ($FINE_TUNED/eval_results.txt):"

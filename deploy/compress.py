@@ -1,7 +1,15 @@
-"""The compound model: structured pruning × token elimination × INT8, for one GLUE task.
+"""The compound model for one GLUE task: budget mode, or the fixed chain.
 
     python -m deploy.compress --task_name=MRPC --data_dir=glue/MRPC \\
+        --model_dir=models/all-MiniLM-L6-v2 --output_dir=budget_outputs/MRPC \\
+        --max_loss=1.0 --speedup=10
+    python -m deploy.compress --task_name=MRPC --data_dir=glue/MRPC \\
         --model_dir=models/all-MiniLM-L6-v2 --output_dir=compress_outputs/MRPC
+
+With --max_loss, --speedup, --latency_ms or --finetuned_dir (or --recipe budget) it searches
+every method for the fastest model within the loss bound (``deploy.budget``). Without them
+(or with --recipe flop_power) it runs the fixed chain, structured pruning × token elimination
+× INT8:
 
 Steps, each in its own folder of --output_dir and each run by the project's own entry point
 (so every step is also what a user could run by hand):

@@ -360,9 +360,12 @@ def validate(args):
                     f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
                     f"head has {model.num_labels}")
         cli.require_dir(args.data_dir, "data_dir", f"the {args.task_name} data")
-    cli.require(args.int8_mode != onnx_int8.STATIC or args.task_name is not None,
-                "--int8_mode static calibrates on train examples: give --task_name and "
-                "--data_dir")
+    if args.int8_mode == onnx_int8.STATIC:
+        cli.require(args.task_name is not None, "--int8_mode static calibrates on train "
+                                                "examples: give --task_name and --data_dir")
+        train_file = glue.get_processor(args.task_name).train_file
+        cli.require_file(os.path.join(args.data_dir, train_file), "data_dir",
+                         f"the {args.task_name} {train_file} that calibrates --int8_mode static")
     cli.require_in_range(args.calibration_examples, "calibration_examples", 1)
     return model
 

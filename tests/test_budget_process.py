@@ -32,7 +32,7 @@ def command(inputs, output_dir, *extra):
     return [sys.executable, "-m", "deploy.compress", "--task_name=SST-2", f"--data_dir={data}",
             f"--model_dir={model}", f"--output_dir={output_dir}", "--max_seq_length=16",
             "--train_batch_size=8", "--learning_rate=1e-3", "--epochs=1", "--max_loss=100",
-            "--speedup=2", "--budget_methods=tr_bert", "--beam=2", "--measure_iterations=2",
+            "--speedup=2", "--budget_methods=tr_bert", "--beam=1", "--measure_iterations=2",
             "--latency_iterations=1", *extra]
 
 

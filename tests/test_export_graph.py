@@ -224,11 +224,15 @@ def test_static_int8_is_calibrated_on_train_examples_and_agrees_with_fp32(tmp_pa
     assert np.mean(np.argmax(int8, -1) == predicted) >= INT8_MIN_AGREEMENT
 
 
-def test_static_int8_without_a_task_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("with_task, named", [(False, "--task_name"), (True, "train.tsv")])
+def test_static_int8_without_train_examples_is_one_line(tmp_path, capsys, with_task, named):
     write_tiny_model(tmp_path / "model")
+    data_dir = write_sst2_task(tmp_path / "sst2")
+    (data_dir / "train.tsv").unlink()
+    task = ["--task_name", "SST-2", "--data_dir", str(data_dir)] if with_task else []
     assert export.main(["--model_dir", str(tmp_path / "model"), "--output_dir",
                         str(tmp_path / "out"), f"--max_seq_length={MAX_SEQ_LENGTH}",
-                        "--int8_mode", "static"]) == 1
+                        "--int8_mode", "static", *task]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "--int8_mode static" in lines[0]
+    assert len(lines) == 1 and "--int8_mode static" in lines[0] and named in lines[0]
     assert not (tmp_path / "out").exists()
