@@ -28,7 +28,7 @@ def classifier_head(pooled_output, num_labels, is_training, dropout=CLASSIFIER_D
                                initializer=tf1.truncated_normal_initializer(stddev=0.02))
     bias = tf1.get_variable("output_bias", [num_labels], initializer=tf1.zeros_initializer())
     if is_training and dropout:
-        pooled_output = tf.nn.dropout(pooled_output, rate=dropout)
+        pooled_output = modeling.dropout(pooled_output, dropout)
     return tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)
 
 

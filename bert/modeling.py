@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from bert import files
+from bert import files, randomness
 from bert.errors import InputError
 
 tf1 = tf.compat.v1
@@ -344,7 +344,7 @@ def layer_norm(inputs, name="LayerNorm"):
 def dropout(inputs, rate):
     if rate is None or rate == 0.0:
         return inputs
-    return tf.nn.dropout(inputs, rate=rate)
+    return randomness.dropout(inputs, rate)
 
 
 class BertModel:

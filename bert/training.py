@@ -8,6 +8,7 @@ checkpoint; a full disk ends with one ``OSError`` (ENOSPC) after the half-writte
 failed write are removed.
 """
 import errno
+import inspect
 import logging
 import os
 import re
@@ -24,6 +25,8 @@ log = logging.getLogger("bert")
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
 TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
+GLOBAL_STEP = "global_step"
+INPUT_FN_ARGUMENTS = ("params", "config", "input_context")  # what Estimator may pass
 
 
 def remove_new_temporaries(folder, existing):
@@ -36,6 +39,39 @@ def remove_new_temporaries(folder, existing):
             os.remove(os.path.join(folder, name))
 
 
+def checkpoint_step(path):
+    """The global step a checkpoint was saved at (0 without one)."""
+    return 0 if path is None else int(tf.train.load_variable(path, GLOBAL_STEP))
+
+
+def batches_per_step(config, input_context):
+    """How many batches of one input pipeline one global step consumes."""
+    if input_context is not None:  # a strategy: one batch per replica this pipeline feeds
+        return input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    if config is not None and config.num_worker_replicas > 1:  # parameter servers: each
+        return 1.0 / config.num_worker_replicas  # worker's step advances the global one
+    return 1
+
+
+def resumed_input(input_fn, start_step):
+    """``input_fn`` with its stream started where step ``start_step`` left it: the batches the
+    checkpoint's steps consumed are skipped, so a resumed run trains on the batches the
+    uninterrupted run would (same seed, same order); dropout is keyed on the step (see
+    ``bert.randomness``). The wrapper takes the same arguments, so Estimator calls it alike."""
+    accepted = [name for name in INPUT_FN_ARGUMENTS
+                if name in inspect.signature(input_fn).parameters]
+
+    def from_step(**given):
+        dataset = input_fn(**{name: value for name, value in given.items() if name in accepted})
+        consumed = start_step * batches_per_step(given.get("config"), given.get("input_context"))
+        return dataset.skip(int(consumed))
+
+    if "input_context" in accepted:
+        return lambda params=None, config=None, input_context=None: from_step(
+            params=params, config=config, input_context=input_context)
+    return lambda params=None, config=None: from_step(params=params, config=config)
+
+
 def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learning_rate,
                     eval_spec=None):
     """Train ``estimator`` into ``output_dir`` up to ``max_steps``; returns the seconds spent.
@@ -46,7 +82,8 @@ def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learn
     ``tf.estimator.train_and_evaluate``, which in a cluster plays this task's role.
     """
     os.makedirs(output_dir, exist_ok=True)
-    checkpoint.latest_good_checkpoint(output_dir)
+    input_fn = resumed_input(input_fn, checkpoint_step(checkpoint.latest_good_checkpoint(
+        output_dir)))
     start = time.time()
     before = set(os.listdir(output_dir))
     try:

@@ -8,6 +8,8 @@ import math
 
 import tensorflow as tf
 
+from bert import randomness
+
 tf1 = tf.compat.v1
 
 # The concrete sample s ∈ (0, 1) is stretched to (LIMIT_LEFT, LIMIT_RIGHT) and clamped to
@@ -61,7 +63,7 @@ class HardConcrete:
 
     def training_mask(self):
         """One sample per step, shared by the whole batch (the structure is what is sampled)."""
-        u = tf.random.uniform([self.num_units], UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
+        u = randomness.uniform([self.num_units], UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
         s = tf.sigmoid((tf.math.log(u) - tf.math.log(1.0 - u) + self.log_alpha)
                        / self.temperature)
         return tf.clip_by_value(s * (LIMIT_RIGHT - LIMIT_LEFT) + LIMIT_LEFT, 0.0, 1.0)

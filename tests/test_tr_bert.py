@@ -153,9 +153,10 @@ def test_gather_kept_moves_kept_tokens_front_in_order():
 # Objective --------------------------------------------------------------------------------------
 def sampled_record(logit_value, batch=512, length=8, seed=5):
     """A selector record whose policy gives every token the same keep log-odds."""
+    tf1.set_random_seed(seed)
     policy = Policy(0, 2, 1, 0.02)
     hidden = tf.zeros([batch, length, 2])
-    selector = selectors.DynamicSelector({0: policy}, selectors.SAMPLE, seed=seed)
+    selector = selectors.DynamicSelector({0: policy}, selectors.SAMPLE)
     selector(0, hidden, None, tf.ones([batch, length], tf.int32))
     assign = policy.output_bias.assign([logit_value])
     return selector.records[0], policy, assign

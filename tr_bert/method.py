@@ -21,7 +21,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
-from bert import flops, methods, optimization, teacher
+from bert import flops, methods, optimization, randomness, teacher
 from bert.errors import InputError
 from tr_bert import token_selectors
 from tr_bert.policy import POLICY_SCOPE, POLICY_VARIABLE_PATTERN, Policy
@@ -258,7 +258,7 @@ class TrBertHooks(methods.GraphHooks):
         if settings.guide_rate > 0:
             guide = tf.add_n([imitation_loss(record, self._guide_targets(graph, layer, record))
                               for layer, record in zip(layers, records)]) / float(len(records))
-            guide_step = tf.random.uniform([]) < settings.guide_rate
+            guide_step = randomness.uniform([]) < settings.guide_rate
             self.policy_loss = tf.where(guide_step, guide, self.policy_loss)
             tf1.summary.scalar("guide_loss", guide)
             tf1.summary.scalar("guide_step", tf.cast(guide_step, tf.float32))

@@ -14,6 +14,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from bert import randomness
+
 tf1 = tf.compat.v1
 
 SAMPLE = "sample"
@@ -59,7 +61,7 @@ def gather_kept(tensors, keep):
 class DynamicSelector:
     """The token selector of one graph: ``policies`` maps a reduction layer to its Policy."""
 
-    def __init__(self, policies, mode, stop_gradient=False, top_k=None, seed=None):
+    def __init__(self, policies, mode, stop_gradient=False, top_k=None):
         if mode not in MODES:
             raise ValueError(f"selector mode {mode!r} is not one of {MODES}")
         if (mode == KEEP_TOP_K) != (top_k is not None):
@@ -68,7 +70,6 @@ class DynamicSelector:
         self.mode = mode
         self.stop_gradient = stop_gradient
         self.top_k = top_k
-        self.seed = seed
         self.records = {}
         self._positions = None
 
@@ -103,7 +104,7 @@ class DynamicSelector:
 
     def _decide(self, probability, decidable):
         if self.mode == SAMPLE:
-            return tf.random.uniform(tf.shape(probability), seed=self.seed) < probability
+            return randomness.uniform(tf.shape(probability)) < probability
         if self.mode == DETERMINISTIC:
             return probability > KEEP_THRESHOLD
         if self.mode == KEEP_ALL:
