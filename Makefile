@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # GPU=1: TensorFlow with CUDA (tensorflow[and-cuda]) instead of the CPU-only wheel.
 GPU ?= 0
 
-.PHONY: setup demo test benchmark clean
+.PHONY: setup demo test test-all benchmark clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 demo: $(STAMP)
 	PYTHON=$(PY) bash demo.sh
 
+# CI's bounded set: every test but the long end-to-end ones marked `slow` (see pytest.ini).
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 benchmark: $(STAMP)

@@ -73,6 +73,7 @@ def test_bad_budget_flags_are_one_line_before_anything_is_written(inputs, tmp_pa
         assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_budget_mode_ships_reports_and_resumes_a_kill_to_the_same_candidates(inputs, tmp_path):
     whole = run(command(inputs, tmp_path / "whole"))
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
