@@ -10,11 +10,10 @@ transformers and torch are an optional extra (``pip install -e .[peer]``); witho
 """
 import importlib.util
 import os
-import re
 
 import numpy as np
 
-from bert import checkpoint, files, modeling
+from bert import checkpoint, convert_hf, files, modeling
 from bert.errors import InputError
 from deploy import inference
 
@@ -25,18 +24,8 @@ FP32_ONNX = "model.onnx"
 INT8_ONNX = "model.int8.onnx"
 PEER_PIPELINE = "transformers BertForSequenceClassification -> torch.onnx.export -> " \
                 "onnxruntime quantize_dynamic (per-channel QInt8)"
-HEAD_WEIGHTS, HEAD_BIAS = "output_weights", "output_bias"
-_LAYER = re.compile(r"^bert/encoder/layer_(\d+)/(.*)$")
-# Google's scope -> HuggingFace's module path inside one encoder layer.
-_LAYER_MODULES = {"attention/self/query": "attention.self.query",
-                  "attention/self/key": "attention.self.key",
-                  "attention/self/value": "attention.self.value",
-                  "attention/output/dense": "attention.output.dense",
-                  "attention/output/LayerNorm": "attention.output.LayerNorm",
-                  "intermediate/dense": "intermediate.dense",
-                  "output/dense": "output.dense",
-                  "output/LayerNorm": "output.LayerNorm"}
-_LEAVES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+# transformers' classifier head -> ours; every other name goes through bert.convert_hf's mapping.
+HEAD_NAMES = {"classifier.weight": "output_weights", "classifier.bias": "output_bias"}
 # Config keys that make a model something transformers' dense BERT cannot express.
 _NOT_DENSE_KEYS = ("kernel_ranks", "layers", "attention_head_size", "power_bert_retention",
                    "tr_bert")
@@ -51,33 +40,21 @@ def missing_reason():
     return None
 
 
-def hf_name(google_name):
-    """HuggingFace's state-dict name of one of our checkpoint variables (None: not a weight)."""
-    if google_name == HEAD_WEIGHTS:
-        return "classifier.weight"
-    if google_name == HEAD_BIAS:
-        return "classifier.bias"
-    match = _LAYER.match(google_name)
-    if match:
-        scope, leaf = match.group(2).rsplit("/", 1)
-        return f"bert.encoder.layer.{match.group(1)}.{_LAYER_MODULES[scope]}.{_LEAVES[leaf]}"
-    if google_name.startswith("bert/embeddings/LayerNorm/"):
-        return f"bert.embeddings.LayerNorm.{_LEAVES[google_name.rsplit('/', 1)[1]]}"
-    if google_name.startswith("bert/embeddings/"):
-        return f"bert.embeddings.{google_name.rsplit('/', 1)[1]}.weight"
-    if google_name.startswith("bert/pooler/dense/"):
-        return f"bert.pooler.dense.{_LEAVES[google_name.rsplit('/', 1)[1]]}"
-    return None
+def our_name(hf_name):
+    """Our checkpoint name of one of transformers' parameters (None: not a weight we hold):
+    the head by name, the encoder by ``bert.convert_hf``'s mapping, the one mapping both ways."""
+    return HEAD_NAMES.get(hf_name) or convert_hf.google_name(hf_name)
 
 
-def hf_state_dict(values):
-    """{HF name: array} of our weights: kernels [in, out] become Linear weights [out, in]."""
+def hf_state_dict(hf_names, values):
+    """{HF name: array} for transformers' ``hf_names``, from our ``values``: kernels [in, out]
+    become Linear weights [out, in]. Names we do not hold are left out (load_state_dict says)."""
     state = {}
-    for name, value in values.items():
-        target = hf_name(name)
-        if target is None:
-            continue
-        state[target] = np.ascontiguousarray(value.T if name.endswith("/kernel") else value)
+    for name in hf_names:
+        ours = our_name(name)
+        if ours in values:
+            value = values[ours]
+            state[name] = np.ascontiguousarray(value.T if ours.endswith("/kernel") else value)
     return state
 
 
@@ -102,7 +79,8 @@ def hf_model(bert_config, values, num_labels):
         type_vocab_size=bert_config.type_vocab_size, layer_norm_eps=modeling.LAYER_NORM_EPSILON,
         num_labels=num_labels)
     model = transformers.BertForSequenceClassification(hf_config).eval()
-    state = {name: torch.from_numpy(value) for name, value in hf_state_dict(values).items()}
+    state = {name: torch.from_numpy(value) for name, value in
+             hf_state_dict(model.state_dict(), values).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [name for name in missing if not name.endswith("position_ids")]
     if missing or unexpected:
