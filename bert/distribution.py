@@ -7,6 +7,8 @@
   ``tf.distribute.MirroredStrategy`` through ``RunConfig(train_distribute=...)``.
 * ``multi_worker``: one process per machine, synchronous all-reduce between them
   (``MultiWorkerMirroredStrategy``); the cluster comes from ``TF_CONFIG`` (chief + workers).
+  Its tasks wait for each other for a bounded time, and every worker starts from the chief's
+  variables, so a killed job resumes from the chief's checkpoint (``bert.cluster_sync``).
 * ``parameter_server``: Estimator's classic between-graph mode; variables live on the ``ps``
   tasks of ``TF_CONFIG`` and every chief/worker updates them asynchronously.
 
@@ -22,6 +24,7 @@ import shutil
 
 import tensorflow as tf
 
+from bert import cluster_sync
 from bert.errors import UsageError
 
 log = logging.getLogger("bert")
@@ -34,6 +37,10 @@ DISTRIBUTIONS = (NONE, MIRRORED, MULTI_WORKER, PARAMETER_SERVER)
 CLUSTER_DISTRIBUTIONS = (MULTI_WORKER, PARAMETER_SERVER)
 TF_CONFIG = "TF_CONFIG"
 CHIEF, WORKER, PS, EVALUATOR = "chief", "worker", "ps", "evaluator"
+TASK_TYPES = (CHIEF, WORKER, PS, EVALUATOR)
+TASK_EXAMPLE = '{"type": "chief", "index": 0}'
+CLUSTER_EXAMPLE = '{"chief": ["host0:2222"], "worker": ["host1:2222"]}'
+MAX_PORT = 65535
 TRAINING_TASKS = (CHIEF, WORKER)
 NVIDIA_DEVICE_FILE = "/dev/nvidia0"
 NVIDIA_TOOL = "nvidia-smi"
@@ -60,7 +67,7 @@ def log_devices():
 # TF_CONFIG --------------------------------------------------------------------------------------
 def cluster_config():
     """TF_CONFIG as TensorFlow defines it ({"cluster": {...}, "task": {"type", "index"}}), or
-    {} when unset; a malformed value is a UsageError naming it."""
+    {} when unset; a malformed value is a UsageError naming it and its bad entry."""
     text = os.environ.get(TF_CONFIG, "")
     if not text.strip():
         return {}
@@ -69,8 +76,44 @@ def cluster_config():
     except json.JSONDecodeError as error:
         raise UsageError(f"{TF_CONFIG} is not valid JSON ({error})") from None
     if not isinstance(config, dict):
-        raise UsageError(f"{TF_CONFIG} must be a JSON object with 'cluster' and 'task'")
+        raise UsageError(f"{TF_CONFIG} must be a JSON object with 'cluster' and 'task', e.g. "
+                         f'{{"cluster": {CLUSTER_EXAMPLE}, "task": {TASK_EXAMPLE}}}')
+    check_cluster_shape(config.get("cluster", {}))
+    check_task_shape(config.get("task", {}))
     return config
+
+
+def is_address(value):
+    """A "host:port" string, as a cluster lists its tasks."""
+    if not isinstance(value, str) or ":" not in value:
+        return False
+    host, port = value.rsplit(":", 1)
+    return bool(host) and port.isdigit() and 0 < int(port) <= MAX_PORT
+
+
+def check_cluster_shape(cluster):
+    """TensorFlow fails on a wrong cluster with a TypeError or AttributeError: name it."""
+    if not isinstance(cluster, dict):
+        raise UsageError(f"{TF_CONFIG}: 'cluster' must be an object like {CLUSTER_EXAMPLE}, "
+                         f"got {json.dumps(cluster)}")
+    for kind, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(map(is_address, addresses)):
+            raise UsageError(f"{TF_CONFIG}: cluster '{kind}' must be a list of \"host:port\" "
+                             f"addresses, got {json.dumps(addresses)}")
+
+
+def check_task_shape(task):
+    """TensorFlow fails on a wrong task, or misreads it (index "0" is not task 0): name it."""
+    if not isinstance(task, dict):
+        raise UsageError(f"{TF_CONFIG}: 'task' must be an object like {TASK_EXAMPLE}, got "
+                         f"{json.dumps(task)}")
+    if task and not isinstance(task.get("type"), str):
+        raise UsageError(f"{TF_CONFIG}: task 'type' must be a string ({', '.join(TASK_TYPES)}),"
+                         f" got {json.dumps(task.get('type'))}")
+    index = task.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise UsageError(f"{TF_CONFIG}: task 'index' must be a whole number >= 0, got "
+                         f"{json.dumps(index)}")
 
 
 def check_cluster(distribution):
@@ -87,10 +130,9 @@ def check_cluster(distribution):
                              f"parameter_server, or unset {TF_CONFIG}")
         return
     task = config.get("task") or {}
-    if not cluster or not isinstance(cluster, dict) or not task:
+    if not cluster or not task:
         raise UsageError(f"--distribution={distribution} needs {TF_CONFIG} with 'cluster' and "
-                         "'task', e.g. {\"cluster\": {\"chief\": [\"host0:2222\"], \"worker\": "
-                         "[\"host1:2222\"]}, \"task\": {\"type\": \"chief\", \"index\": 0}}")
+                         f'\'task\', e.g. {{"cluster": {CLUSTER_EXAMPLE}, "task": {TASK_EXAMPLE}}}')
     if CHIEF not in cluster or len(cluster[CHIEF]) != 1:
         raise UsageError(f"{TF_CONFIG}: the cluster needs exactly one 'chief' (it writes the "
                          "checkpoints)")
@@ -99,11 +141,11 @@ def check_cluster(distribution):
     if distribution == MULTI_WORKER and cluster.get(PS):
         raise UsageError(f"--distribution={MULTI_WORKER}: {TF_CONFIG} has 'ps' tasks; use "
                          f"--distribution={PARAMETER_SERVER}")
-    kind, index = task.get("type"), task.get("index", 0)
-    if kind != EVALUATOR and (kind not in cluster or not isinstance(index, int)
-                              or not 0 <= index < len(cluster[kind])):
+    kind, index = task["type"], task.get("index", 0)
+    if kind != EVALUATOR and (kind not in cluster or not index < len(cluster[kind])):
         raise UsageError(f"{TF_CONFIG}: task {kind}:{index} is not in the cluster "
                          f"({', '.join(sorted(cluster))})")
+    cluster_sync.wait_seconds()  # a bad value fails now, not after the first writes
 
 
 def task_type():
@@ -123,14 +165,48 @@ def num_workers():
 
 
 # Strategies -------------------------------------------------------------------------------------
+def cluster_tasks(kinds):
+    """The tasks of these kinds in TF_CONFIG's cluster, in order."""
+    cluster = cluster_config().get("cluster") or {}
+    return [cluster_sync.Task(kind, index, address) for kind in kinds
+            for index, address in enumerate(cluster.get(kind, []))]
+
+
+def meet_the_cluster(distribution):
+    """Wait, for a bounded time, until the tasks this one trains with are up: every other
+    chief and worker (multi_worker: every step is synchronous), or the ps tasks that hold the
+    variables (parameter_server: the others step on their own)."""
+    task = cluster_config().get("task") or {}
+    own = [t for t in cluster_tasks(TRAINING_TASKS)
+           if (t.kind, t.index) == (task.get("type"), task.get("index", 0))]
+    if not own:  # a ps or evaluator task serves, it waits for nobody
+        return
+    needed = cluster_tasks((PS,) if distribution == PARAMETER_SERVER else TRAINING_TASKS)
+    others = [t for t in needed if t != own[0]]
+    if others:
+        cluster_sync.wait_for_tasks(own[0], others, cluster_sync.wait_seconds())
+
+
 def train_strategy(distribution, devices=()):
     """The tf.distribute strategy Estimator trains with; None where it takes none."""
     if distribution == MIRRORED:
         return tf.distribute.MirroredStrategy(list(devices) or None)
+    if distribution in CLUSTER_DISTRIBUTIONS:
+        meet_the_cluster(distribution)
     if distribution == MULTI_WORKER:
         # Estimator drives the v1 strategy (its distribute coordinator configures it per task).
-        return tf.compat.v1.distribute.experimental.MultiWorkerMirroredStrategy()
+        strategy = tf.compat.v1.distribute.experimental.MultiWorkerMirroredStrategy()
+        cluster_sync.reclaim_sigterm()
+        return cluster_sync.initialise_locally(strategy)
     return None
+
+
+def session_hooks(distribution):
+    """Session hooks a training run needs under ``distribution``: in a synchronous cluster,
+    every task starts from the chief's variables (see bert.cluster_sync)."""
+    if distribution == MULTI_WORKER and num_workers() > 1 and task_type() in TRAINING_TASKS:
+        return [cluster_sync.SyncFromChiefHook(is_chief(), num_workers())]
+    return []
 
 
 def replicas_in_sync(distribution, strategy):
