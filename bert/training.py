@@ -108,6 +108,8 @@ def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learn
         stop_hook.restore()
     if stop_hook.signal_number is not None:
         name = signal.Signals(stop_hook.signal_number).name
-        raise Interrupted(f"stopped by {name}; saved {estimator.latest_checkpoint()}; run "
-                          "the same command again to resume", stop_hook.signal_number)
+        saved = estimator.latest_checkpoint()
+        where = f"saved {saved}" if saved else "the chief keeps the checkpoints"  # a worker
+        raise Interrupted(f"stopped by {name}; {where}; run the same command again to resume",
+                          stop_hook.signal_number)
     return time.time() - start
