@@ -35,6 +35,7 @@ from bert.training_hooks import ProgressHook, StopOnSignalHook  # noqa: F401
 tf1 = tf.compat.v1
 log = logging.getLogger("bert")
 
+HEAD_KERNEL = "output_weights"  # Google's classifier head: one row per label
 EVAL_RESULTS_FILE = "eval_results.txt"
 TEST_RESULTS_FILE = "test_results.tsv"
 HPARAMS_FILE = "hparams.json"
@@ -142,6 +143,22 @@ class ClassifierSettings:
         return config
 
 
+def check_classifier_head(shapes, task_name, folder, flag):
+    """A model used as it is (evaluated, scored, or teaching) must be fine-tuned on the task: a
+    head with one row per label. ``shapes``: {variable name: shape} of the folder's checkpoint;
+    UsageError naming ``--flag`` otherwise."""
+    labels = glue.get_processor(task_name).get_labels()
+    needed = 1 if labels is None else len(labels)
+    shape = shapes.get(HEAD_KERNEL)
+    if shape is None:
+        raise UsageError(f"--{flag}={folder}: no classifier head ({HEAD_KERNEL}); a model "
+                         f"fine-tuned on {task_name} is expected")
+    if shape[0] != needed:
+        raise UsageError(f"--{flag}={folder}: the classifier head has {shape[0]} outputs, "
+                         f"{task_name} needs {needed} (a model fine-tuned on this task is "
+                         "expected)")
+
+
 # Run --------------------------------------------------------------------------------------------
 def format_eval_results(result, train_seconds=None, eval_seconds=None):
     """Google's ``key = value`` lines plus the seed's train_time/eval_time in minutes."""
@@ -203,7 +220,10 @@ class Classifier:
             self.num_warmup_steps = (settings.num_warmup_steps
                                      if settings.num_warmup_steps is not None
                                      else int(self.num_train_steps * settings.warmup_proportion))
-        self._dev_examples = None
+        # Every other split the run reads is read now too: a bad row fails before anything is
+        # written, not after the training it follows.
+        self._dev_examples = self.task.examples("dev") if settings.do_eval else None
+        self._test_examples = self.task.examples("test") if settings.do_predict else None
         self._progress = None
 
     # Pieces ---------------------------------------------------------------------------------
@@ -212,6 +232,12 @@ class Classifier:
         if self._dev_examples is None:
             self._dev_examples = self.task.examples("dev")
         return self._dev_examples
+
+    @property
+    def test_examples(self):
+        if self._test_examples is None:
+            self._test_examples = self.task.examples("test")
+        return self._test_examples
 
     def model_fn(self, extra_training_hooks=()):
         s = self.settings
@@ -294,7 +320,8 @@ class Classifier:
         strategy = self._train_strategy()
         max_steps = max_steps or self.num_train_steps
         stop_hook = StopOnSignalHook()
-        estimator = self.estimator(seed, [stop_hook], keep_checkpoint_max, strategy)
+        estimator = self.estimator(seed, [stop_hook, *distribution.session_hooks(s.distribution)],
+                                   keep_checkpoint_max, strategy)
         train_input = train_input or self.task.input_fn(
             "train", self.train_examples, s.train_batch_size, True, s.max_train_examples,
             s.seed if seed is None else seed)
@@ -329,7 +356,7 @@ class Classifier:
     def predict(self, checkpoint_path=None):
         """Write test_results.tsv (scores) and the GLUE submission file for the test split."""
         s = self.settings
-        test_examples = self.task.examples("test")
+        test_examples = self.test_examples
         predict_input = self.task.input_fn("test", test_examples, s.predict_batch_size, False)
         outputs = list(self.estimator().predict(
             predict_input, checkpoint_path=checkpoint_path or self.checkpoint_to_use()))

@@ -107,6 +107,15 @@ def input_fn_builder(record_file, seq_length, is_training, batch_size, is_regres
     return input_fn
 
 
+def examples_digest(examples):
+    """Of every field of every example, so an edited row (same count, same ids) is new data."""
+    digest = hashlib.sha1()
+    for example in examples:
+        fields = (example.guid, example.text_a, example.text_b, example.label)
+        digest.update(json.dumps(fields).encode())
+    return digest.hexdigest()
+
+
 def file_fingerprint(path):
     stat = os.stat(path)
     return f"{os.path.abspath(path)}:{stat.st_size}:{int(stat.st_mtime)}"
@@ -147,10 +156,15 @@ class Task:
         examples = getter(self.data_dir)
         return examples[:limit] if limit else examples
 
+    def cache_key(self, split, examples, limit=0):
+        """What the cached TFRecord of a split is made from: known before it is written, so a
+        run can check what depends on the features before writing anything."""
+        return dict(self._cache_key_base, split=split, limit=limit, count=len(examples),
+                    data=examples_digest(examples))
+
     def records(self, split, examples, limit=0):
         """TFRecord of a split (cached in features_dir)."""
-        key = dict(self._cache_key_base, split=split, limit=limit, count=len(examples),
-                   data=hashlib.sha1("".join(e.guid for e in examples).encode()).hexdigest())
+        key = self.cache_key(split, examples, limit)
         os.makedirs(self.features_dir, exist_ok=True)
         return cached_features(examples, self.processor, self.tokenizer, self.max_seq_length,
                                os.path.join(self.features_dir, f"{split}.tf_record"), key)

@@ -263,21 +263,37 @@ def evaluate(output_dir, importance_settings, eval_batch_size):
     return metric, result[metric]
 
 
+def require_apart(output_dir, model_dir):
+    """The student is written as a whole folder that replaces --output_dir: it must neither be
+    the teacher's folder, nor hold it, nor lie inside it."""
+    output, model = os.path.realpath(output_dir), os.path.realpath(model_dir)
+    cli.require(output != model, f"--output_dir={output_dir} is the model folder itself; "
+                                 "choose another")
+    cli.require(os.path.commonpath([output, model]) not in (output, model),
+                f"--output_dir={output_dir} and --model_dir={model_dir}: one folder is inside "
+                "the other; choose an output folder outside the model folder")
+
+
 def run(args):
     cli.require_output_dir(args.output_dir, "output_dir")
+    require_apart(args.output_dir, args.model_dir)
     cli.require_in_range(args.eval_batch_size, "eval_batch_size", 1)
     importance_settings = cli.settings_from_namespace(unit_importance.ImportanceSettings, args)
     importance_settings.validate()
     sizes, chosen_importance = resolve_sizes(args)
+    named_by = unit_importance.IMPORTANCE_FLAG
     # The importance file --config names stands in for a missing --importance while it exists.
     if not importance_settings.importance and chosen_importance \
             and os.path.isfile(chosen_importance):
         importance_settings.importance = chosen_importance
+        named_by = f"--config={args.config} names "
     teacher, values, vocab = unit_importance.read_teacher(args.model_dir)
     check_sizes(teacher, sizes)
+    if importance_settings.task_name:  # dev is evaluated after the write: a bad row fails now
+        unit_importance.task_of(importance_settings, vocab).examples("dev")
     saved_path = os.path.join(args.output_dir, unit_importance.IMPORTANCE_FILE)
     importance, importance_path = unit_importance.importance_for(
-        importance_settings, args.model_dir, teacher, values, vocab, saved_path)
+        importance_settings, args.model_dir, teacher, values, vocab, saved_path, named_by)
     # Scores computed here, or found here by an earlier run, go into the new folder.
     own = importance_path in (None, os.path.abspath(saved_path))
     if not own and importance.source.get("model_dir") != os.path.abspath(args.model_dir):

@@ -24,13 +24,15 @@ import dataclasses
 import json
 import logging
 import os
+import zipfile
 from typing import List
 
 import numpy as np
 import tensorflow as tf
 
 from bert import checkpoint, cli, files, methods, model_folder, modeling
-from bert.classifier import Task, convert_example, create_model, file_fingerprint
+from bert.classifier import (Task, check_classifier_head, convert_example, create_model,
+                             file_fingerprint)
 from bert.errors import InputError, UsageError
 
 tf1 = tf.compat.v1
@@ -45,6 +47,7 @@ BATCH_SIZE = 16
 SAMPLE_SEED = 0  # which training examples are scored: fixed, so a re-run scores the same ones
 ENCODER_LAYER = "bert/encoder/layer_{}/"
 SUMMARY_TOP = 10  # hidden dimensions named in the summary
+IMPORTANCE_FLAG = "--importance="  # how an error names a file the user gave
 
 
 @dataclasses.dataclass
@@ -94,9 +97,11 @@ class Importance:
                                                     kind="stable")[:SUMMARY_TOP].tolist()}
 
     @classmethod
-    def load(cls, path, flag="importance"):
+    def load(cls, path, named_by=IMPORTANCE_FLAG):
+        """The scores saved at ``path``. ``named_by`` starts an error's line: how the command
+        came by the path (a flag, or nothing for a file found in its own output folder)."""
         if not os.path.isfile(path):
-            raise UsageError(f"--{flag}={path}: file not found (expected the {IMPORTANCE_FILE} "
+            raise UsageError(f"{named_by}{path}: file not found (expected the {IMPORTANCE_FILE} "
                              "that distill.search or distill.extract wrote)")
         try:
             with np.load(path) as data:
@@ -107,8 +112,10 @@ class Importance:
                            ffn_blocks=data["ffn_blocks"], layers=layers,
                            base_loss=float(data["base_loss"]),
                            source=json.loads(str(data["source"])))
-        except (KeyError, ValueError, OSError) as error:
-            raise InputError(f"--{flag}={path}: not an importance file ({error})") from None
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise InputError(f"{named_by}{path}: not a readable importance file "
+                             f"({type(error).__name__}: {error}); remove it, or write it again "
+                             "with --task_name/--data_dir") from None
 
     def check_matches(self, config, flag="importance"):
         """The scores must describe this architecture, unit for unit."""
@@ -382,12 +389,17 @@ def task_of(settings: ImportanceSettings, vocab_file):
                 settings.max_seq_length, features_dir=None)
 
 
-def importance_for(settings: ImportanceSettings, model_dir, config, values, vocab_file, saved_path):
-    """The scores a command uses and their file: ``--importance`` when given, else the ones
-    saved at ``saved_path`` by an earlier run with the same inputs, else computed now (the
-    file is then None: the caller saves them where its outputs go)."""
+def importance_for(settings: ImportanceSettings, model_dir, config, values, vocab_file,
+                   saved_path, named_by=IMPORTANCE_FLAG):
+    """The scores a command uses and their file: ``--importance`` when given (``named_by``:
+    how an error names it), else the ones saved at ``saved_path`` by an earlier run with the
+    same inputs, else computed now (the file is then None: the caller saves them where its
+    outputs go). With a task, the teacher (``--model_dir``) must have its head."""
+    if settings.task_name:
+        check_classifier_head({name: value.shape for name, value in values.items()},
+                              settings.task_name, model_dir, "model_dir")
     if settings.importance:
-        importance = Importance.load(settings.importance)
+        importance = Importance.load(settings.importance, named_by)
         importance.check_matches(config)
         return importance, os.path.abspath(settings.importance)
     cli.require(settings.task_name, "--importance or --task_name/--data_dir is required (the "
@@ -400,7 +412,7 @@ def importance_for(settings: ImportanceSettings, model_dir, config, values, voca
               "max_seq_length": settings.max_seq_length, "lower_case": not settings.cased,
               "requested_examples": settings.importance_examples}
     if os.path.isfile(saved_path):
-        saved = Importance.load(saved_path)
+        saved = Importance.load(saved_path, named_by="")
         if {key: saved.source.get(key) for key in source} == source:
             log.info("importance: reusing %s", saved_path)
             return saved, os.path.abspath(saved_path)

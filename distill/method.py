@@ -35,9 +35,15 @@ LAYER_MAP_HELP = ("Teacher layer (1-based) of each student layer, comma separate
 
 
 def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
-    """(config, checkpoint prefix) of a teacher's model folder; UsageError naming ``--flag``."""
+    """(config, checkpoint prefix) of a teacher's model folder, its checkpoint read whole (a
+    damaged one fails now, not mid-training); an InputError naming ``--flag`` otherwise."""
     teacher_folder = model_folder.load(teacher_model_dir, flag, "the teacher's model folder",
                                        need_vocab=False)
+    try:
+        checkpoint.verify_checkpoint(teacher_folder.checkpoint_prefix)
+    except checkpoint.CheckpointDamagedError as error:
+        raise checkpoint.CheckpointDamagedError(f"--{flag}={teacher_model_dir}: {error}") \
+            from None
     return teacher_folder.bert_config, teacher_folder.checkpoint_prefix
 
 

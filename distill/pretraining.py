@@ -18,11 +18,13 @@ The objective runs through the hook phases of a classifier run (``bert.methods``
 LM (``distill.masked_lm``) and task distillation's hidden-state term are its methods, and
 ``pretrain(..., method_list)`` adds any other. Training goes through ``bert.training``: it
 resumes (re-run the same command) and stops on a NaN loss, a stop signal or a full disk as
-fine-tuning does. TensorBoard shows mlm_loss and distill_hidden_loss. --output_dir/model is
-the student's encoder as a plain model folder (no MLM head, no projections) that
-distill.run_distill and bert.run_classifier fine-tune. The MLM head has Google's names
-(cls/predictions/...; output embeddings tied to word_embeddings) and starts from the student
-folder when that has one.
+fine-tuning does; a complete run re-run with the same settings changes nothing, one with other
+settings is refused (``distill.run_record``). Every input record is read once before
+training, so a damaged file fails first. TensorBoard shows mlm_loss and distill_hidden_loss.
+--output_dir/model is the student's encoder as a plain model folder (no MLM head, no
+projections) that distill.run_distill and bert.run_classifier fine-tune. The MLM head has
+Google's names (cls/predictions/...; output embeddings tied to word_embeddings) and starts from
+the student folder when that has one.
 """
 import contextlib
 import dataclasses
@@ -40,6 +42,7 @@ from bert import (checkpoint, cli, files, methods, model_fn, model_folder, model
                   optimization, tokenization, training)
 from bert.errors import InputError, UsageError
 from bert.training_hooks import StopOnSignalHook
+from distill import run_record
 from distill.masked_lm import MaskedLm
 from distill.method import (DEFAULT_HIDDEN_WEIGHT, LAYER_MAP_HELP, DistillMethod,
                             DistillSettings, layer_pairs, load_teacher, parse_layer_map,
@@ -71,6 +74,11 @@ DEFAULT_MLM_WEIGHT = 1.0
 SHUFFLE_BUFFER = 10000
 MODEL_DIR = "model"
 ENCODER_VARIABLES = (r"^bert/",)
+# Settings of how a run proceeds, not of what it learns: a re-run may change them.
+PROCEDURE_SETTINGS = ("output_dir", "save_checkpoints_steps", "keep_checkpoint_max",
+                      "log_every_n_steps")
+PATH_SETTINGS = ("input_files", "bert_config_file", "vocab_file", "teacher_model_dir",
+                 "init_checkpoint")
 LOG_EVERY_DOCUMENTS = 10000
 
 
@@ -225,6 +233,23 @@ def expand_files(text, flag):
     return paths
 
 
+def output_files(text, inputs):
+    """The comma-separated --output_file names: each a new name for a file (not a folder, not
+    one of the ``inputs`` texts), none given twice."""
+    outputs = [part for part in (text or "").split(",") if part]
+    cli.require(outputs, "--output_file is required")
+    texts = {os.path.realpath(path) for path in inputs}
+    seen = set()
+    for path in outputs:
+        cli.require(not os.path.isdir(path), f"--output_file={path} is a folder; expected a "
+                                             "file name")
+        cli.require(os.path.realpath(path) not in texts, f"--output_file={path} is one of the "
+                                                         "--input_file texts; choose another name")
+        cli.require(os.path.realpath(path) not in seen, f"--output_file={path} is named twice")
+        seen.add(os.path.realpath(path))
+    return outputs
+
+
 def define_data_flags():
     flags.DEFINE_string("input_file", None, "Text file(s), comma separated or globs: one "
                         "sentence per line, a blank line between documents.")
@@ -248,11 +273,7 @@ def create_pretraining_data():
                                   for field in dataclasses.fields(MaskingSettings)})
     settings.validate()
     inputs = expand_files(FLAGS.input_file, "input_file")
-    cli.require(FLAGS.output_file, "--output_file is required")
-    outputs = FLAGS.output_file.split(",")
-    for path in outputs:
-        cli.require(not os.path.isdir(path), f"--output_file={path} is a folder; expected a "
-                                             "file name")
+    outputs = output_files(FLAGS.output_file, inputs)
     tokenizer = tokenization.create_tokenizer(
         cli.require_file(FLAGS.vocab_file, "vocab_file", "the student's vocab.txt"),
         FLAGS.do_lower_case)
@@ -304,7 +325,8 @@ class PretrainingSettings:
         cli.require(self.mlm_weight or self.hidden_weight,
                     "--mlm_weight and --hidden_weight are both 0: nothing would be learned")
         cli.require_output_dir(self.output_dir, "output_dir")
-        check_records(self.input_files[0], self.max_seq_length, self.max_predictions_per_seq)
+        for path in self.input_files:
+            check_records(path, self.max_seq_length, self.max_predictions_per_seq)
 
     @property
     def num_warmup_steps(self):
@@ -323,12 +345,18 @@ def record_schema(max_seq_length, max_predictions):
 
 
 def check_records(path, max_seq_length, max_predictions):
-    """The records must have been made with this run's lengths: read the first one."""
+    """The file must hold whole records made with this run's lengths: every record is read once
+    (its checksum too), so a truncated or damaged file fails now, not mid-training; the first
+    one's lengths are compared."""
+    first, count = None, 0
     try:
-        first = next(iter(tf1.io.tf_record_iterator(path)), None)
+        for record in tf1.io.tf_record_iterator(path):
+            first = record if first is None else first
+            count += 1
     except tf.errors.OpError as error:
-        raise InputError(f"--input_file={path}: not a TFRecord file "
-                         f"({error.message.splitlines()[0]})") from None
+        raise InputError(f"--input_file={path}: not a whole TFRecord file: damaged or truncated "
+                         f"after {count} records ({error.message.splitlines()[0]}); write it "
+                         "again with create_pretraining_data") from None
     cli.require(first is not None, f"--input_file={path}: holds no records")
     features = tf.train.Example.FromString(first).features.feature
     expected = {"input_ids": ("max_seq_length", max_seq_length),
@@ -482,7 +510,24 @@ def run_pretraining_distillation():
     settings.validate()
     layer_pairs(student_config.num_hidden_layers, teacher_config.num_hidden_layers,
                 parse_layer_map(settings.layer_map) if settings.layer_map else None)
+    pretrain_once(settings, student_config, teacher_config, teacher_prefix)
+
+
+def pretrain_once(settings, student_config, teacher_config, teacher_prefix):
+    """``pretrain`` unless a complete run with these settings is in output_dir already."""
+    recorded = run_record.comparable(
+        {key: value for key, value in dataclasses.asdict(settings).items()
+         if key not in PROCEDURE_SETTINGS}, PATH_SETTINGS)
+    model_dir = os.path.join(settings.output_dir, MODEL_DIR)
+    done = run_record.completed(settings.output_dir, recorded, model_dir)
+    if done:
+        log.info("%s is already done (%s); nothing to do", settings.output_dir,
+                 done["summary"])
+        return
+    run_record.start(settings.output_dir, recorded)
     pretrain(settings, student_config, teacher_config, teacher_prefix)
+    run_record.finish(settings.output_dir, recorded,
+                      f"trained to step {settings.num_train_steps}", model_dir)
 
 
 def data_main():

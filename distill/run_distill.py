@@ -13,23 +13,37 @@ distill_attention_loss, task_loss); at the end --output_dir/model is a plain mod
 student (no teacher, no projections) and eval_results.txt holds its dev metrics. Without
 --do_train the given model is evaluated (and predicted) as it is: the dev metric of an extracted
 student before any distillation.
+
+A training run records its settings (settings.json) when it starts and run.json when it is
+complete, as TR-BERT's stages and PoWER-BERT's steps do: re-running a complete run with the same
+settings changes nothing, and a re-run with other settings is refused, naming what changed.
 """
+import logging
 import os
 
 import tensorflow as tf
 from absl import flags
 
-from bert import checkpoint, cli, glue, model_folder
+from bert import checkpoint, cli, model_folder
 from bert import run_classifier as google_flags
-from bert.classifier import HEAD_VARIABLES, Classifier, write_hparams_summary
+from bert.classifier import (HEAD_VARIABLES, Classifier, check_classifier_head,
+                             write_hparams_summary)
+from distill import run_record
 from distill.method import (LAYER_MAP_HELP, DistillMethod, DistillSettings, load_teacher,
                             parse_layer_map, write_student_folder)
 
 FLAGS = flags.FLAGS
 PROGRAM = "distill.run_distill"
+log = logging.getLogger("distill")
+
 MODEL_DIR = "model"
 STUDENT_VARIABLES = (r"^bert/",) + HEAD_VARIABLES  # what the student's model folder holds
-HEAD_KERNEL = "output_weights"  # Google's classifier head: one row per label
+# Settings of how a run proceeds, not of what it learns: a re-run may change them.
+PROCEDURE_SETTINGS = ("output_dir", "features_dir", "save_checkpoints_steps",
+                      "keep_checkpoint_max", "log_every_n_steps", "eval_batch_size",
+                      "predict_batch_size")
+PATH_SETTINGS = ("data_dir", "vocab_file", "bert_config_file", "init_checkpoint",
+                 "teacher_checkpoint")
 LOSS_FLAGS = ("temperature", "logit_weight", "hidden_weight", "attention_weight", "task_weight",
               "layer_map")
 
@@ -60,15 +74,6 @@ def define_flags():
     define_distill_flags()
 
 
-def check_teacher_head(teacher_prefix, num_labels, flag="teacher_model_dir"):
-    """The teacher must be fine-tuned on this task: a head with one row per label."""
-    stored = checkpoint.list_checkpoint(teacher_prefix)
-    rows = stored.get(HEAD_KERNEL, [None])[0]
-    cli.require(rows == num_labels, f"--{flag}: the teacher's classifier head has {rows} "
-                                    f"outputs, the task needs {num_labels} (a teacher "
-                                    "fine-tuned on this task is expected)")
-
-
 def distill_method(settings, student_config, teacher_model_dir, **loss_values):
     """The DistillMethod of a classifier run, checked against the student and the task.
     ``loss_values``: the LOSS_FLAGS by name."""
@@ -80,8 +85,8 @@ def distill_method(settings, student_config, teacher_model_dir, **loss_values):
         teacher_config=teacher_config, teacher_checkpoint=teacher_prefix,
         layer_map=parse_layer_map(layer_map) if layer_map else None, **loss_values)
     distill_settings.validate(student_config)
-    labels = glue.get_processor(settings.task_name).get_labels()
-    check_teacher_head(teacher_prefix, 1 if labels is None else len(labels))
+    check_classifier_head(checkpoint.list_checkpoint(teacher_prefix), settings.task_name,
+                          teacher_model_dir, "teacher_model_dir")
     return DistillMethod(distill_settings)
 
 
@@ -109,6 +114,25 @@ def train_to_model_folder(classifier, step, keep_checkpoints=True):
     return result
 
 
+def train_once(classifier):
+    """Train into output_dir unless a complete run with these settings is there already
+    (``distill.run_record``)."""
+    output_dir = classifier.settings.output_dir
+    model_dir = os.path.join(output_dir, MODEL_DIR)
+    settings = run_record.comparable(
+        {key: value for key, value in classifier.hparams().items()
+         if key not in PROCEDURE_SETTINGS}, PATH_SETTINGS)
+    done = run_record.completed(output_dir, settings, model_dir)
+    if done:
+        log.info("%s is already done (%s); nothing to do", output_dir, done["summary"])
+        return
+    run_record.start(output_dir, settings)
+    result = train_to_model_folder(classifier, step="distill/run_distill")
+    metric = classifier.task.processor.primary_metric
+    summary = f"{metric} {result[metric]:.4f}" if result else "trained, not evaluated"
+    run_record.finish(output_dir, settings, summary, model_dir)
+
+
 def run_distillation():
     config_file, vocab_file = model_folder.config_and_vocab(
         FLAGS.init_checkpoint, "init_checkpoint", FLAGS.bert_config_file, FLAGS.vocab_file)
@@ -119,7 +143,7 @@ def run_distillation():
         return
     method = distill_method(settings, settings.model_config(), FLAGS.teacher_model_dir,
                             **{name: FLAGS[name].value for name in LOSS_FLAGS})
-    train_to_model_folder(Classifier(settings, [method]), step="distill/run_distill")
+    train_once(Classifier(settings, [method]))
 
 
 main = cli.absl_main(PROGRAM, run_distillation)  # what app.run calls (tests call it directly)

@@ -49,7 +49,10 @@ chosen architecture is the measured one with the lowest proxy error within it.
 
 Writes OUTPUT_DIR/front.md, front.csv (every measured candidate), front.png, importance.npz
 (when computed here) and chosen_config.json — or chosen_config_<budget>.json per budget when
-several are given — which ``distill.extract --config`` reads.
+several are given — which ``distill.extract --config`` reads. Nothing is written before every
+budget has its choice: a failing search (a budget no measured candidate meets) leaves earlier
+outputs byte-identical. Timings go to the latency cache when the search ends well or is stopped
+(Ctrl-C, SIGTERM: the same command resumes). A --speedup must be above 1.
 """
 import math
 import sys

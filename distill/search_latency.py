@@ -3,7 +3,7 @@ measure (see distill.search's docstring).
 
 Latency is measured, not modelled: a candidate is built with random weights and timed
 interleaved with the teacher in this process, so a load change on the machine moves both sides
-of a ratio alike; every result is cached in a json file as soon as it is measured.
+of a ratio alike; the results are cached in a json file when the search ends well or is stopped.
 """
 import dataclasses
 import itertools
@@ -37,8 +37,9 @@ def cache_key(sizes, head_size, seq_length, num_labels, teacher):
 
 
 class LatencyMeter:
-    """Times candidates (random weights) interleaved with the teacher; every result is cached
-    in a json file as soon as it is measured, so a killed search resumes where it stopped."""
+    """Times candidates (random weights) interleaved with the teacher. Results stay in memory
+    until ``save`` writes them to the cache file: when the search has its outputs, or is
+    stopped (it then resumes where it stopped); a search that fails writes nothing."""
 
     def __init__(self, teacher_model, batch_sizes, seq_length, iterations, cache_path, scratch):
         self.teacher = teacher_model
@@ -57,6 +58,7 @@ class LatencyMeter:
         self.random_weights = os.path.join(scratch, "no_weights.ckpt")
         checkpoint.save_variables({}, self.random_weights)  # every variable keeps its init
         self.teacher_sessions = {}
+        self.unsaved = False
 
     def key(self, sizes):
         return cache_key(sizes, self.teacher.bert_config.head_size(0), self.seq_length,
@@ -91,8 +93,16 @@ class LatencyMeter:
             entry["seconds"][str(batch_size)] = seconds
             entry["teacher_seconds"][str(batch_size)] = teacher_seconds
         self.cache[self.key(sizes)] = entry
-        files.write_text_atomic(self.cache_path, json.dumps(self.cache, indent=1) + "\n")
+        self.unsaved = True
         return entry
+
+    def save(self):
+        """Write the cache file if anything was timed since it was read."""
+        if not self.unsaved:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.cache_path)), exist_ok=True)
+        files.write_text_atomic(self.cache_path, json.dumps(self.cache, indent=1) + "\n")
+        self.unsaved = False
 
     def teacher_reference(self, entries, batch_size):
         """Median of every teacher timing beside these entries, in seconds."""

@@ -1,6 +1,7 @@
 """What distill.search writes: the front (front.md, front.csv, front.png) over the measured
 candidates and, per budget, the chosen architecture (chosen_config.json, or
-chosen_config_<budget>.json per budget when several are given) that distill.extract reads."""
+chosen_config_<budget>.json per budget when several are given) that distill.extract reads.
+All of it or nothing: a budget no measured candidate meets fails before the first write."""
 import csv
 import io
 import json
@@ -82,9 +83,8 @@ def markdown(rows, front, chosen, budgets, context):
     for budget in budgets:
         pick = chosen[budget.label]
         lines.append(f"- budget {budget.flag} ({budget.milliseconds:.2f} ms at batch {b}): "
-                     + (f"{describe(pick.sizes)}, {pick.latency_ms[b]:.2f} ms, proxy error "
-                        f"{pick.proxy_error:.4f} → {context['chosen_files'][budget.label]}"
-                        if pick else "no measured candidate within it"))
+                     + f"{describe(pick.sizes)}, {pick.latency_ms[b]:.2f} ms, proxy error "
+                       f"{pick.proxy_error:.4f} → {context['chosen_files'][budget.label]}")
     return "\n".join(lines) + "\n"
 
 
@@ -103,9 +103,8 @@ def write_plot(path, rows, front, chosen, budgets, context):
         axes.annotate(budget.label, (budget.milliseconds, axes.get_ylim()[1]), fontsize=8,
                       rotation=90, va="top", ha="right")
     for label, pick in chosen.items():
-        if pick:
-            axes.annotate(label, (pick.latency_ms[b], pick.proxy_error), fontsize=8,
-                          textcoords="offset points", xytext=(4, 4))
+        axes.annotate(label, (pick.latency_ms[b], pick.proxy_error), fontsize=8,
+                      textcoords="offset points", xytext=(4, 4))
     axes.set_xlabel(f"latency at batch {b}, seq {context['seq_length']} (ms)")
     axes.set_ylabel("proxy error (1 − importance kept)")
     axes.grid(True, alpha=0.3)
@@ -132,28 +131,31 @@ def chosen_json(row, budget, context):
         "params": row.entry["params"], "flops_per_example": row.flops}, indent=2) + "\n"
 
 
-def write_outputs(output_dir, rows, budgets, context):
-    """The front, the chosen config(s) and the report; a budget no measured candidate meets is
-    a UsageError, raised once everything else is written."""
+def chosen_within_budgets(rows, budgets, batch_size):
+    """{budget label: the row chosen for it}; a budget no measured candidate meets is a
+    UsageError, raised before anything is written."""
+    chosen = chosen_rows(rows, budgets, batch_size)
+    missing = [budget for budget in budgets if chosen[budget.label] is None]
+    if missing:
+        fastest = min(row.latency_ms[batch_size] for row in rows)
+        raise UsageError(f"{missing[0].flag}: no measured candidate within "
+                         f"{missing[0].milliseconds:.3g} ms at batch {batch_size} (fastest "
+                         f"measured: {fastest:.3g} ms); nothing was written")
+    return chosen
+
+
+def write_outputs(output_dir, rows, budgets, chosen, context):
+    """The front, the chosen config(s) (``chosen_within_budgets``) and the report."""
     b = context["budget_batch_size"]
     front = pareto_front([(row.latency_ms[b], row.proxy_error) for row in rows])
-    chosen = chosen_rows(rows, budgets, b)
     context["chosen_files"] = {budget.label: CHOSEN_FILE if len(budgets) == 1
                                else f"chosen_config_{budget.label}.json" for budget in budgets}
     for budget in budgets:
-        if chosen[budget.label]:
-            files.write_text_atomic(
-                os.path.join(output_dir, context["chosen_files"][budget.label]),
-                chosen_json(chosen[budget.label], budget, context))
+        files.write_text_atomic(os.path.join(output_dir, context["chosen_files"][budget.label]),
+                                chosen_json(chosen[budget.label], budget, context))
     md_path, csv_path, png_path = (os.path.join(output_dir, name) for name in OUTPUT_FILES)
     report = markdown(rows, front, chosen, budgets, context)
     files.write_text_atomic(md_path, report)
     files.write_text_atomic(csv_path, csv_text(rows, front, chosen, context["batch_sizes"]))
     write_plot(png_path, rows, front, chosen, budgets, context)
     print(report)
-    missing = [budget for budget in budgets if chosen[budget.label] is None]
-    if missing:
-        fastest = min(row.latency_ms[b] for row in rows)
-        raise UsageError(f"{missing[0].flag}: no measured candidate within "
-                         f"{missing[0].milliseconds:.2f} ms at batch {b} (fastest measured: "
-                         f"{fastest:.2f} ms); the front is in {md_path}")

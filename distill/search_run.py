@@ -6,11 +6,12 @@ import os
 from typing import Tuple
 
 from bert import checkpoint, cli, flops, modeling, timing
+from bert.errors import Interrupted
 from distill import importance as unit_importance
 from distill.extract import Sizes, student_config
 from distill.search_latency import (LatencyMeter, Measurements, Row, fit_cost_model,
                                     measurement_plan)
-from distill.search_report import write_outputs
+from distill.search_report import chosen_within_budgets, write_outputs
 from distill.search_space import ImportanceMass, calibration_set, enumerate_candidates
 
 log = logging.getLogger("distill")
@@ -46,7 +47,15 @@ class SearchSettings:
                     f"--batch_sizes={','.join(str(size) for size in self.batch_sizes)}")
         for name in ("iterations", "max_measured", "intermediate_step", "seq_length"):
             cli.require_in_range(getattr(self, name), name, 1)
+        for value in self.speedup:
+            cli.require(value > 1, f"--speedup={value:g}: a speed-up must be above 1 (1 is "
+                                   "the teacher itself, below 1 slower than it)")
         self.importance_settings.validate()
+
+    @property
+    def saved_importance(self):
+        """Where scores computed by this search are saved (and found by the next one)."""
+        return os.path.join(self.output_dir, unit_importance.IMPORTANCE_FILE)
 
 
 @dataclasses.dataclass
@@ -85,21 +94,17 @@ def read_teacher(settings):
 
 
 def score_candidates(settings, teacher, values):
-    """Every candidate as a Row (FLOPs, proxy error), and the importance file ranked with."""
-    saved_path = os.path.join(settings.output_dir, unit_importance.IMPORTANCE_FILE)
+    """Every candidate as a Row (FLOPs, proxy error), the importance ranked with, and its file
+    (None when computed now: it is saved with the outputs)."""
     importance, importance_path = unit_importance.importance_for(
         settings.importance_settings, settings.model_dir, teacher.config, values,
-        checkpoint.find_vocab(settings.model_dir), saved_path)
-    if importance_path is None:
-        os.makedirs(settings.output_dir, exist_ok=True)
-        importance.save(saved_path)
-        importance_path = os.path.abspath(saved_path)
+        checkpoint.find_vocab(settings.model_dir), settings.saved_importance)
     mass = ImportanceMass(importance)
     rows = [Row(sizes, flops.flops_per_example(student_config(teacher.config, sizes),
                                                settings.seq_length, teacher.num_labels),
                 mass.error(sizes))
             for sizes in enumerate_candidates(teacher.config, settings.intermediate_step)]
-    return rows, importance_path
+    return rows, importance, importance_path
 
 
 def measure(settings, meter, rows, calibration):
@@ -129,26 +134,48 @@ def search(settings: SearchSettings, scratch):
     """Score, measure, and write the front and the chosen config(s) into settings.output_dir;
     ``scratch``: a folder for the random weights and the plot's drawing."""
     teacher, values = read_teacher(settings)
-    rows, importance_path = score_candidates(settings, teacher, values)
+    rows, importance, importance_path = score_candidates(settings, teacher, values)
     del values  # the search times random weights; only the scores were needed
     log.info("search: %d candidates; timing at most %d of them", len(rows),
              settings.max_measured)
-    os.makedirs(settings.output_dir, exist_ok=True)
     meter = LatencyMeter(timing.load_model_dir(settings.model_dir, num_labels=teacher.num_labels),
                          settings.batch_sizes, settings.seq_length, settings.iterations,
                          settings.latency_cache
                          or os.path.join(settings.output_dir, LATENCY_CACHE_FILE), scratch)
+    scores = (importance, importance_path)
     try:
         measurements = measure(settings, meter, rows,
                                calibration_set(teacher.config, [row.sizes for row in rows]))
+    except (Interrupted, KeyboardInterrupt):
+        keep_computed(settings, meter, scores)  # the same command resumes from here
+        raise
     finally:
         meter.close()
-    return write_front(settings, teacher, measurements, len(rows), importance_path, scratch)
+    budgets = budgets_of(settings, measurements.teacher_ms[settings.budget_batch_size])
+    chosen = chosen_within_budgets(measurements.rows, budgets, settings.budget_batch_size)
+    importance_path = keep_computed(settings, meter, scores)
+    return write_front(settings, teacher, measurements, len(rows), importance_path, scratch,
+                       (budgets, chosen))
 
 
-def write_front(settings, teacher, measurements, candidates, importance_path, scratch):
-    """The outputs, every latency against one teacher reference."""
+def keep_computed(settings, meter, scores):
+    """What this search computed, for the next one: the importance (``scores``: the scores and
+    their file, None when computed here) and the timings. Returns the importance file."""
+    importance, importance_path = scores
+    if importance_path is None:
+        os.makedirs(settings.output_dir, exist_ok=True)
+        importance.save(settings.saved_importance)
+        importance_path = os.path.abspath(settings.saved_importance)
+    meter.save()
+    return importance_path
+
+
+def write_front(settings, teacher, measurements, candidates, importance_path, scratch, choice):
+    """The outputs, every latency against one teacher reference; ``choice``: (the budgets,
+    the row chosen for each)."""
     config, teacher_ms = teacher.config, measurements.teacher_ms
+    budgets, chosen = choice
+    os.makedirs(settings.output_dir, exist_ok=True)
     context = dict(
         teacher=os.path.abspath(settings.model_dir), teacher_config=config,
         teacher_sizes=Sizes(config.num_hidden_layers, config.heads(0), config.hidden_size,
@@ -159,5 +186,4 @@ def write_front(settings, teacher, measurements, candidates, importance_path, sc
         batch_sizes=settings.batch_sizes, seq_length=settings.seq_length,
         iterations=settings.iterations, candidates=candidates,
         importance_path=importance_path, scratch=scratch)
-    budgets = budgets_of(settings, teacher_ms[settings.budget_batch_size])
-    return write_outputs(settings.output_dir, measurements.rows, budgets, context)
+    return write_outputs(settings.output_dir, measurements.rows, budgets, chosen, context)

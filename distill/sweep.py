@@ -118,11 +118,10 @@ class TaskSweep:
                                            **dict(self.loss_values))]
 
     def check(self, point):
-        """Everything a run of this task needs, before any run starts."""
+        """Everything a run of this task needs (flags, teacher, every data split it reads),
+        before any run starts."""
         settings = self.settings(point)
-        config = settings.model_config()
-        settings.validate(config)
-        self.methods(settings, config)
+        Classifier(settings, self.methods(settings, settings.model_config()))
 
     def run(self, point):
         """Train, evaluate and keep the model folder of one point; False if it was done."""

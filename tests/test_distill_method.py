@@ -165,12 +165,17 @@ def test_model_folder_is_the_plain_student(distilled):
     assert "eval_accuracy = " in (root / "out" / "eval_results.txt").read_text()
 
 
-def test_rerun_continues_from_the_checkpoint(distilled):
+def test_rerun_with_more_epochs_is_refused_and_changes_nothing(distilled):
+    """A longer run would mix two learning-rate schedules: the finished folder continues only
+    with the settings it was started with (another --output_dir trains the longer run)."""
     root, flags = distilled
+    before = {path: path.read_bytes() for path in (root / "out").rglob("*") if path.is_file()}
     process = run_distill(*flags, f"--num_train_epochs={EPOCHS + 1}")
-    assert process.returncode == 0, process.stderr[-3000:]
-    reader = tf.train.load_checkpoint(checkpoint.resolve_checkpoint(str(root / "out" / "model")))
-    assert reader.get_tensor("global_step") == TRAIN_STEPS + ROWS // BATCH
+    assert process.returncode == 1, process.stderr[-3000:]
+    line = process.stderr.strip().splitlines()[-1]
+    assert f"num_train_epochs: {float(EPOCHS)} -> {float(EPOCHS + 1)}" in line, line
+    after = {path: path.read_bytes() for path in (root / "out").rglob("*") if path.is_file()}
+    assert after == before
     steps = [step for step, _ in scalars(root / "out", "distill_hidden_loss")]
     assert steps == sorted(set(steps))  # no step trained twice
 

@@ -91,6 +91,20 @@ def test_rerun_resumes_and_reuses_features(tiny_model_dir, tmp_path):
     assert all(line.split("\t")[1] in ("0", "1") for line in submission[1:])
 
 
+def test_an_edited_row_rebuilds_the_cached_features(tiny_model_dir, tmp_path):
+    """Same row count, same ids, one sentence changed: the cache must not be reused."""
+    data = write_sst2_task(tmp_path / "data")
+    output = tmp_path / "out"
+    run(**tiny_flags(tiny_model_dir, data, output, do_eval=False))
+    record = output / "train.tf_record"
+    before = record.read_bytes()
+    lines = (data / "train.tsv").read_text().splitlines()
+    lines[1] = lines[1].replace("film", "movie")
+    (data / "train.tsv").write_text("\n".join(lines) + "\n")
+    run(**tiny_flags(tiny_model_dir, data, output, do_eval=False, num_train_epochs=2))
+    assert record.read_bytes() != before
+
+
 def test_eval_metrics_are_full_set_not_per_batch():
     """Spearman over streaming batches equals the numpy value on all of the data."""
     rng = np.random.RandomState(0)

@@ -44,29 +44,30 @@ class RecordingSelector:
         return hidden, input_mask
 
 
-def features_key(record_file, vocab_file):
-    """What the task's train features were made from: bert.classifier's cache key beside them,
-    with the vocabulary's content instead of its path (every stage's model folder has a copy)."""
-    with open(record_file + KEY_SUFFIX, encoding="utf-8") as handle:
-        key = json.load(handle)
+def features_key(cache_key, vocab_file):
+    """What the task's train features are made from: their cache key (``Task.cache_key``, known
+    before they are written), with the vocabulary's content instead of its path (every stage's
+    model folder has a copy)."""
+    key = dict(cache_key)
     with open(vocab_file, "rb") as handle:
         key[VOCAB_KEY] = hashlib.sha1(handle.read()).hexdigest()
     return key
 
 
-def is_current(annotation_file, record_file, vocab_file):
-    """True when ``annotation_file`` exists and was made for the features in ``record_file``."""
+def is_current(annotation_file, key):
+    """True when ``annotation_file`` exists and was made for the features of ``key``
+    (``features_key``)."""
     key_file = annotation_file + KEY_SUFFIX
     if not (os.path.isfile(annotation_file) and os.path.isfile(key_file)):
         return False
     with open(key_file, encoding="utf-8") as handle:
-        return json.load(handle) == features_key(record_file, vocab_file)
+        return json.load(handle) == key
 
 
-def require_current(annotation_file, record_file, vocab_file, flag, stage_flag):
+def require_current(annotation_file, key, flag, stage_flag):
     if not os.path.isfile(annotation_file):
         raise UsageError(f"--{flag}: {annotation_file} not found; run {stage_flag} first")
-    if not is_current(annotation_file, record_file, vocab_file):
+    if not is_current(annotation_file, key):
         raise UsageError(f"--{flag}: {annotation_file} was made for other training features "
                          f"(--max_train_examples, --max_seq_length or the data changed); run "
                          f"{stage_flag} again with this run's flags")
@@ -86,9 +87,10 @@ def _write_records(path, name, arrays, key):
     files.write_text_atomic(path + KEY_SUFFIX, json.dumps(key, sort_keys=True))
 
 
-def annotate(bert_config, checkpoint_prefix, task, record_file, vocab_file, batch_size,
+def annotate(bert_config, checkpoint_prefix, task, record_file, key, batch_size,
              importance_file=None, logits_file=None):
-    """Run the model over the train features once; write the requested annotation files."""
+    """Run the model over the train features once; write the requested annotation files,
+    each with ``key`` (``features_key`` of ``record_file``) beside it."""
     num_outputs = task.num_labels
     importance, logits = [], []
     with tf.Graph().as_default():
@@ -119,7 +121,6 @@ def annotate(bert_config, checkpoint_prefix, task, record_file, vocab_file, batc
                 batches += 1
                 if batches % LOG_EVERY_N_BATCHES == 0:
                     log.info("annotated %d batches", batches)
-    key = features_key(record_file, vocab_file)
     if importance_file:
         _write_records(importance_file, IMPORTANCE_FEATURE, np.concatenate(importance), key)
         log.info("wrote %s", importance_file)

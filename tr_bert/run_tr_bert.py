@@ -6,8 +6,10 @@
     python -m tr_bert.run_tr_bert ... --do_train --train_rl --alpha=1 --guide_rate=0.5
 
 --init_checkpoint is a model folder (its bert_config.json and vocab are used unless
---bert_config_file / --vocab_file say otherwise). Every mode works in its own folder of
---output_dir (the stage), and a re-run skips a complete stage and resumes an interrupted one:
+--bert_config_file / --vocab_file say otherwise) fine-tuned on the task (its classifier head).
+Every mode works in its own folder of --output_dir (the stage), and a re-run skips a complete
+stage and resumes an interrupted one; every mode of a command is checked (data splits, the
+annotations a stage reads, a stage's earlier settings) before the first writes anything:
 
   eval_grad/    --do_eval_grad: token importance of the init model on the train features
   eval_logits/  --do_eval_logits: its logits on the train features (the joint stage's teacher)
@@ -27,12 +29,14 @@ import dataclasses
 import json
 import logging
 import os
+from typing import Optional
 
 from absl import flags
 
 from bert import checkpoint, cli, distribution, files, model_folder, modeling, stages
 from bert import run_classifier as google_flags
-from bert.classifier import Classifier, EVAL_RESULTS_FILE, format_eval_results
+from bert.classifier import (EVAL_RESULTS_FILE, Classifier, check_classifier_head,
+                             format_eval_results)
 from bert.errors import UsageError
 from tr_bert import annotations
 from tr_bert.method import (BASELINE_SCOPE, BASELINES, CONFIG_KEY, FLOPS_SHARE_METRIC,
@@ -130,6 +134,7 @@ def validate_flags():
                                       "bert.run_classifier on a stage's model folder)")
     cli.require(not FLAGS.train_teacher or FLAGS.train_both, "--train_teacher needs --train_both")
     cli.require(FLAGS.init_checkpoint, "--init_checkpoint is required (a model folder)")
+    cli.require(FLAGS.task_name, "--task_name is required")
     cli.require_output_dir(FLAGS.output_dir, "output_dir")
     cli.require(FLAGS.distribution in SUPPORTED_DISTRIBUTIONS,
                 f"--distribution={FLAGS.distribution}: TR-BERT's stages run on one machine "
@@ -176,29 +181,51 @@ class Run:
         examples = task.examples("train", FLAGS.max_train_examples)
         return task.records("train", examples, FLAGS.max_train_examples)
 
+    def features_key(self, classifier):
+        """What the train features are made from (annotations.features_key), known before
+        they are written."""
+        task = classifier.task
+        examples = task.examples("train", FLAGS.max_train_examples)
+        return annotations.features_key(
+            task.cache_key("train", examples, FLAGS.max_train_examples), self.vocab_file)
+
 
 def annotation_file(flag_dir, stage, name):
     return os.path.join(flag_dir or os.path.join(FLAGS.output_dir, stage), name)
 
 
-def run_annotations(run):
-    """--do_eval_grad / --do_eval_logits: one pass of the init model over the train features."""
+@dataclasses.dataclass
+class Annotations:
+    """--do_eval_grad / --do_eval_logits, checked: the pass's classifier, the features' key and
+    {annotate()'s argument: file} of what is not up to date."""
+    classifier: Classifier
+    key: dict
+    todo: dict
+
+
+def prepare_annotations(run):
     classifier = Classifier(run.settings(os.path.join(FLAGS.output_dir, FEATURES_DIR),
                                          do_eval=True), config_methods=False,
                             bert_config=run.bert_config)
-    record_file = run.train_records(classifier)
+    key = run.features_key(classifier)
     wanted = {}
     if FLAGS.do_eval_grad:
         wanted["importance_file"] = annotation_file(None, EVAL_GRAD, annotations.IMPORTANCE_FILE)
     if FLAGS.do_eval_logits:
         wanted["logits_file"] = annotation_file(None, EVAL_LOGITS, annotations.LOGITS_FILE)
     todo = {name: path for name, path in wanted.items()
-            if not annotations.is_current(path, record_file, run.vocab_file)}
+            if not annotations.is_current(path, key)}
     for path in set(wanted.values()) - set(todo.values()):
         log.info("%s is up to date, skipped", path)
-    if todo:
-        annotations.annotate(run.bert_config, run.init_prefix, classifier.task, record_file,
-                             run.vocab_file, FLAGS.eval_batch_size, **todo)
+    return Annotations(classifier, key, todo)
+
+
+def run_annotations(run, job):
+    """One pass of the init model over the train features."""
+    if job.todo:
+        record_file = run.train_records(job.classifier)
+        annotations.annotate(run.bert_config, run.init_prefix, job.classifier.task, record_file,
+                             job.key, FLAGS.eval_batch_size, **job.todo)
 
 
 def method_settings(stage, num_layers):
@@ -218,26 +245,43 @@ def method_settings(stage, num_layers):
                           distill_temperature=FLAGS.distill_temperature, **common)
 
 
-def stage_annotations(settings, record_file, vocab_file):
-    """{feature: (file, values per example)} the stage's training input must carry."""
+def stage_annotations(settings, key, written):
+    """{feature: file} the stage's training input must carry; each must be up to date for
+    these train features (``key``) unless this command writes it first (``written``)."""
     needed = {}
     if settings.guide == GUIDE_IMPORTANCE and settings.guide_rate > 0:
-        path = annotation_file(FLAGS.guide_dir, EVAL_GRAD, annotations.IMPORTANCE_FILE)
-        annotations.require_current(path, record_file, vocab_file, "guide_dir",
-                                    "--do_eval_grad")
-        needed[IMPORTANCE_FEATURE] = path
+        needed[IMPORTANCE_FEATURE] = (annotation_file(FLAGS.guide_dir, EVAL_GRAD,
+                                                      annotations.IMPORTANCE_FILE),
+                                      "guide_dir", "--do_eval_grad")
     if settings.distill_weight > 0:
-        path = annotation_file(FLAGS.logits_dir, EVAL_LOGITS, annotations.LOGITS_FILE)
-        annotations.require_current(path, record_file, vocab_file, "logits_dir",
-                                    "--do_eval_logits")
-        needed[TEACHER_LOGITS_FEATURE] = path
-    return needed
+        needed[TEACHER_LOGITS_FEATURE] = (annotation_file(FLAGS.logits_dir, EVAL_LOGITS,
+                                                          annotations.LOGITS_FILE),
+                                          "logits_dir", "--do_eval_logits")
+    for path, flag, stage_flag in needed.values():
+        if path not in written:
+            annotations.require_current(path, key, flag, stage_flag)
+    return {name: path for name, (path, _, _) in needed.items()}
 
 
-def run_training_stage(run, stage):
+@dataclasses.dataclass
+class TrainingStage:
+    """A --do_train stage, checked before anything is written: complete (``done``: its
+    stage.json) or ready to train (its classifier and the annotation files it reads)."""
+    name: str
+    folder: str
+    settings: TrBertSettings
+    stage_settings: dict
+    done: Optional[dict] = None
+    classifier: Optional[Classifier] = None
+    needed: Optional[dict] = None
+
+
+def prepare_training_stage(run, stage, written):
+    """The stage ``stage`` checked: a complete one with these settings is skipped, one
+    started with other settings refused; ``written``: the annotation files this command
+    writes before it."""
     folder = os.path.join(FLAGS.output_dir, stage)
     settings = method_settings(stage, run.bert_config.num_hidden_layers)
-    policy_only = settings.train_mode == POLICY_ONLY
     # Through json, as it is stored: tuples become lists, so a re-run compares equal.
     stage_settings = json.loads(json.dumps({
         "stage": stage, "init_checkpoint": os.path.abspath(run.init_prefix),
@@ -247,46 +291,60 @@ def run_training_stage(run, stage):
             "num_train_epochs", "learning_rate", "seed")}}))
     done = stages.read_json(os.path.join(folder, STAGE_DONE_FILE))
     if done and done["settings"] == stage_settings:
-        log.info("%s is complete (%s), skipped", folder, done["summary"])
-        return done
-    stages.start_stage(folder, stage_settings, "--output_dir")
-    stage_log = stages.RunLog(folder, log)
+        return TrainingStage(stage, folder, settings, stage_settings, done=done)
+    stages.check_settings(folder, stage_settings, "--output_dir")
     training_config = run.bert_config.copy()
     overrides = {}
-    if policy_only:
+    if settings.train_mode == POLICY_ONLY:
         # BERT is frozen (learning rate 0) and dropout off: the reward then measures the
         # policy's decisions, not dropout noise.
         training_config.hidden_dropout_prob = 0.0
         training_config.attention_probs_dropout_prob = 0.0
         overrides = dict(learning_rate=0.0, classifier_dropout=0.0)
-    training_dir = os.path.join(folder, TRAINING_DIR)
-    classifier = Classifier(run.settings(training_dir, do_train=True, do_eval=True, **overrides),
+    classifier = Classifier(run.settings(os.path.join(folder, TRAINING_DIR), do_train=True,
+                                         do_eval=True, **overrides),
                             [TrBertMethod(settings)], config_methods=False,
                             bert_config=training_config)
+    needed = stage_annotations(settings, run.features_key(classifier), written)
+    return TrainingStage(stage, folder, settings, stage_settings, classifier=classifier,
+                         needed=needed)
+
+
+def annotated_input(run, job, record_file):
+    """The training input_fn with the stage's annotations zipped in (None without any)."""
+    if not job.needed:
+        return None
+    sizes = {IMPORTANCE_FEATURE: run.bert_config.num_hidden_layers * FLAGS.max_seq_length,
+             TEACHER_LOGITS_FEATURE: job.classifier.task.num_labels}
+    return annotations.annotated_input_fn(
+        record_file, {name: (path, sizes[name]) for name, path in job.needed.items()},
+        FLAGS.max_seq_length, FLAGS.train_batch_size, job.classifier.task.is_regression,
+        FLAGS.seed)
+
+
+def run_training_stage(run, job):
+    if job.done:
+        log.info("%s is complete (%s), skipped", job.folder, job.done["summary"])
+        return job.done
+    stages.start_stage(job.folder, job.stage_settings, "--output_dir")
+    stage_log = stages.RunLog(job.folder, log)
+    classifier = job.classifier
     record_file = run.train_records(classifier)
-    needed = stage_annotations(settings, record_file, run.vocab_file)
-    train_input = None
-    if needed:
-        sizes = {IMPORTANCE_FEATURE: run.bert_config.num_hidden_layers * FLAGS.max_seq_length,
-                 TEACHER_LOGITS_FEATURE: classifier.task.num_labels}
-        train_input = annotations.annotated_input_fn(
-            record_file, {name: (path, sizes[name]) for name, path in needed.items()},
-            FLAGS.max_seq_length, FLAGS.train_batch_size, classifier.task.is_regression,
-            FLAGS.seed)
-    stage_log(f"{stage}: {classifier.num_train_steps} steps from {FLAGS.init_checkpoint}; "
-              + ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(settings).items()))
-    train_seconds = classifier.train(train_input=train_input)
+    stage_log(f"{job.name}: {classifier.num_train_steps} steps from {FLAGS.init_checkpoint}; "
+              + ", ".join(f"{key} {value}"
+                          for key, value in dataclasses.asdict(job.settings).items()))
+    train_seconds = classifier.train(train_input=annotated_input(run, job, record_file))
     result = classifier.evaluate(write=False)
-    metric = classifier.task.processor.primary_metric
-    summary = format_result(result, metric)
-    model_dir = export_stage(run, folder, training_dir, settings, stage_settings)
-    files.write_text_atomic(os.path.join(folder, EVAL_RESULTS_FILE),
+    summary = format_result(result, classifier.task.processor.primary_metric)
+    model_dir = export_stage(run, job.folder, os.path.join(job.folder, TRAINING_DIR),
+                             job.settings, job.stage_settings)
+    files.write_text_atomic(os.path.join(job.folder, EVAL_RESULTS_FILE),
                             format_eval_results(result, train_seconds))
-    stage_log(f"{stage} dev: {summary} -> {model_dir}")
-    done = {"settings": stage_settings, "summary": summary, "model_dir": model_dir,
+    stage_log(f"{job.name} dev: {summary} -> {model_dir}")
+    done = {"settings": job.stage_settings, "summary": summary, "model_dir": model_dir,
             "result": {key: float(value) for key, value in result.items()}}
-    stages.write_json(os.path.join(folder, STAGE_DONE_FILE), done)
-    model_folder.drop_training_checkpoints(training_dir)
+    stages.write_json(os.path.join(job.folder, STAGE_DONE_FILE), done)
+    model_folder.drop_training_checkpoints(os.path.join(job.folder, TRAINING_DIR))
     return done
 
 
@@ -302,34 +360,49 @@ def export_stage(run, folder, training_dir, settings, stage_settings):
                                            source=run.init_prefix, flags=stage_settings)
 
 
-def run_evaluation(run):
+def run_evaluation(run, classifier):
     """--do_eval alone: the init model folder as its config describes it, on dev."""
-    folder = os.path.join(FLAGS.output_dir, EVAL)
-    classifier = Classifier(run.settings(folder, do_eval=True))
     result = classifier.evaluate(checkpoint_path=run.init_prefix)
-    stages.RunLog(folder, log)(f"eval of {FLAGS.init_checkpoint}: "
-                     + format_result(result, classifier.task.processor.primary_metric))
+    stages.RunLog(classifier.settings.output_dir, log)(
+        f"eval of {FLAGS.init_checkpoint}: "
+        + format_result(result, classifier.task.processor.primary_metric))
     return result
 
 
-def run_stages():
-    stage = validate_flags()
+def prepare_run():
+    """The init model folder, checked: a model fine-tuned on the task, whose layers the
+    reduction layers fit."""
     config_file, vocab_file = model_folder.config_and_vocab(
         FLAGS.init_checkpoint, "init_checkpoint", FLAGS.bert_config_file, FLAGS.vocab_file)
     try:
         init_prefix = checkpoint.resolve_checkpoint(FLAGS.init_checkpoint)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
+    check_classifier_head(checkpoint.list_checkpoint(init_prefix), FLAGS.task_name,
+                          FLAGS.init_checkpoint, "init_checkpoint")
     config = modeling.BertConfig.from_json_file(config_file)
     reduction_layers(config.num_hidden_layers)  # a bad --reduction_layers fails before any work
     config.extra.pop(CONFIG_KEY, None)  # each training stage writes its own
-    run = Run(config_file, vocab_file, config, init_prefix)
-    if FLAGS.do_eval_grad or FLAGS.do_eval_logits:
-        run_annotations(run)
-    if stage:
-        run_training_stage(run, stage)
-    elif FLAGS.do_eval:
-        run_evaluation(run)
+    return Run(config_file, vocab_file, config, init_prefix)
+
+
+def run_stages():
+    """Every mode the flags ask for is checked (data, annotations, stage settings) before the
+    first of them writes anything."""
+    stage = validate_flags()
+    run = prepare_run()
+    annotation_job = (prepare_annotations(run) if FLAGS.do_eval_grad or FLAGS.do_eval_logits
+                      else None)
+    written = set(annotation_job.todo.values()) if annotation_job else set()
+    training_job = prepare_training_stage(run, stage, written) if stage else None
+    evaluation = (Classifier(run.settings(os.path.join(FLAGS.output_dir, EVAL), do_eval=True))
+                  if FLAGS.do_eval and not stage else None)
+    if annotation_job:
+        run_annotations(run, annotation_job)
+    if training_job:
+        run_training_stage(run, training_job)
+    if evaluation:
+        run_evaluation(run, evaluation)
 
 
 main = cli.absl_main(PROGRAM, run_stages)  # what app.run calls (tests call it directly)
