@@ -3,12 +3,16 @@
 ``run_main`` runs a program's body and turns the outcome into an exit status: 0 on success
 (whatever the body returns), 1 with one line ``program: error: ...`` on bad input (a
 ``bert.errors.InputError`` or an ``OSError``), 128 + the signal number with one line when
-SIGINT or SIGTERM stopped it. Anything else is a bug and keeps its traceback.
+SIGINT or SIGTERM stopped it. Anything else is a bug and keeps its traceback. A bad command
+line is bad input too (exit 1, one line; argparse's own status would be 2), a flag is only
+ever its whole name (no abbreviations: ``--speed`` is not ``--speedup``), and ``--help``
+prints the usage and exits 0 (absl's exits 1).
 """
 import argparse
 import dataclasses
 import errno
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,9 +26,10 @@ tf1 = tf.compat.v1
 
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
-EXIT_USAGE = 2  # argparse's status for a bad command line
 EXIT_SIGNAL_BASE = 128  # the shell's convention: 128 + signal number
 NO_SPACE_MESSAGE = os.strerror(errno.ENOSPC)  # "No space left on device"
+# What asks an absl command line for its usage (absl's own flags would print it and exit 1).
+HELP_ARGUMENTS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
 def configure_logging():
@@ -58,10 +63,16 @@ def run_main(body, program):
     except tf.errors.OpError as error:
         if NO_SPACE_MESSAGE not in error.message:
             raise
-        return fail(program, f"{error.message.splitlines()[0]} ({os.strerror(errno.ENOSPC)}; "
-                             "free some space and run again)")
+        return fail(program, f"{_no_space_line(error.message)} (free some space and run again)")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _no_space_line(message):
+    """The line of TF's message that says the disk is full, which names the file: a graph
+    execution error's first line is only "Graph execution error:"."""
+    line = next(line for line in message.splitlines() if NO_SPACE_MESSAGE in line)
+    return " ".join(line.split())
 
 
 def _one_line(error):
@@ -92,13 +103,23 @@ def absl_main(program, body):
 
 def run_absl(program, define_flags, body):
     """A whole absl command line: define its flags, parse them, run ``body``, exit."""
+    known_modules = set(flags.FLAGS.flags_by_module_dict())
     define_flags()
-    app.run(absl_main(program, body), flags_parser=absl_flags_parser(program))
+    own_modules = [name for name in flags.FLAGS.flags_by_module_dict()
+                   if name not in known_modules]
+    description = sys.modules[define_flags.__module__].__doc__ or ""
+    usage = "\n\n".join([f"usage: {program} [--flag=value ...]", description.strip(),
+                          *(flags.FLAGS.module_help(name) for name in own_modules)])
+    app.run(absl_main(program, body), flags_parser=absl_flags_parser(program, usage))
 
 
-def absl_flags_parser(program):
-    """An ``app.run(flags_parser=...)`` that reports a bad flag in one line (absl prints two)."""
+def absl_flags_parser(program, usage):
+    """An ``app.run(flags_parser=...)`` that reports a bad flag in one line (absl prints two)
+    and answers ``--help`` with ``usage`` (the program's own flags) and exit 0."""
     def parse(argv):
+        if any(argument in HELP_ARGUMENTS for argument in argv[1:]):
+            print(usage, flush=True)
+            sys.exit(EXIT_OK)
         try:
             return flags.FLAGS(argv)
         except flags.Error as error:
@@ -127,14 +148,17 @@ def settings_from_namespace(settings_class, namespace, **overrides):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (no usage block)."""
+    """argparse that reports a bad command line in one line (no usage block) with exit 1, as
+    any bad input, and takes a flag only by its whole name: an abbreviation would silently
+    become another flag (``--speed 2`` was ``--speedup 2``)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
 # Validators: each raises UsageError naming the flag --------------------------------------------
@@ -163,8 +187,8 @@ def require_output_dir(path, flag):
 
 
 def require_in_range(value, flag, low=None, high=None, high_inclusive=True):
-    """low <= value (<=|<) high; None leaves that side open."""
-    ok = value is not None and (low is None or value >= low)
+    """low <= value (<=|<) high; None leaves that side open, never to inf or nan."""
+    ok = value is not None and math.isfinite(value) and (low is None or value >= low)
     if ok and high is not None:
         ok = value <= high if high_inclusive else value < high
     if not ok:

@@ -18,6 +18,17 @@ log = logging.getLogger("bert")
 
 TEMP_MARK = "tmp"  # <path>.tmp-<pid>: content being written
 OLD_MARK = "old"  # <path>.old-<pid>: a folder moved aside where no exchange is possible
+LEFTOVER = re.compile(rf"(.+)\.({TEMP_MARK}|{OLD_MARK})-(\d+)")  # target, mark, writer's pid
+# A full disk: the errors that say so, and how a library's own error type (TensorFlow's,
+# ONNX Runtime's) says it in its message.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NO_SPACE = os.strerror(errno.ENOSPC)
+# /proc/<pid>/stat: the states of a process that has ended (a zombie waits for a parent that
+# may never reap it: one killed with it), and the start time's field after the command name.
+_ENDED_STATES = frozenset("ZXx")
+_START_TIME_FIELD = 19  # starttime (field 22 of proc(5)), counted from the state (field 3)
+_BOOT_TIME_KEY = "btime"
+_START_TIME_SLACK_SECONDS = 2  # the boot time is whole seconds; file times are finer
 JSON_INDENT = 2
 # renameat2(2) swaps two existing paths in one step (Linux >= 3.15, glibc >= 2.28).
 _AT_FDCWD = -100
@@ -59,10 +70,28 @@ def atomic_path(path, suffix=""):
     writers that append their own extension (np.savez adds .npz to any other name)."""
     temp = sibling(path, TEMP_MARK) + suffix
     try:
-        yield temp
-        os.replace(temp, path)
+        with naming_full_disk(path):
+            yield temp
+            os.replace(temp, path)
     finally:
         remove(temp)
+
+
+@contextlib.contextmanager
+def naming_full_disk(path):
+    """A full disk while ``path`` is written is an OSError naming ``path``: write() and
+    close() name no file, TensorFlow says "Graph execution error", and a temp name is gone by
+    the time the user reads it. The outermost target (the user's path) wins."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _FULL_ERRNOS:
+            raise
+        raise OSError(error.errno, error.strerror, path) from error
+    except Exception as error:  # only a full disk is turned into an OSError; the rest goes on
+        if _NO_SPACE not in str(error):
+            raise
+        raise OSError(errno.ENOSPC, _NO_SPACE, path) from error
 
 
 def write_text_atomic(path, text):
@@ -94,8 +123,9 @@ def atomic_folder(path):
     temp = sibling(path, TEMP_MARK)
     os.makedirs(temp)
     try:
-        yield temp
-        replace_folder(temp, path)
+        with naming_full_disk(path):
+            yield temp
+            replace_folder(temp, path)
     finally:
         remove(temp)  # after an exchange it holds the old content
 
@@ -139,13 +169,13 @@ def remove_leftovers(path):
     swap without exchange, the old folder (put back when ``path`` itself is missing). What a
     process that is still running left is its own work in progress and stays."""
     folder, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(re.escape(name) + rf"\.({TEMP_MARK}|{OLD_MARK})-(\d+)")
     for entry in sorted(os.listdir(folder)):
-        match = pattern.fullmatch(entry)
-        if not match or _running_elsewhere(int(match.group(2))):
-            continue
+        match = LEFTOVER.fullmatch(entry)
         leftover = os.path.join(folder, entry)
-        if match.group(1) == OLD_MARK and not os.path.lexists(path):
+        if (not match or match.group(1) != name
+                or _running_elsewhere(int(match.group(3)), os.lstat(leftover).st_mtime)):
+            continue
+        if match.group(2) == OLD_MARK and not os.path.lexists(path):
             log.warning("restoring %s from %s, left by an interrupted write", path, leftover)
             os.rename(leftover, path)
         else:
@@ -153,8 +183,26 @@ def remove_leftovers(path):
             remove(leftover)
 
 
-def _running_elsewhere(pid):
-    """Whether ``pid`` is another process that is still running."""
+def remove_leftovers_within(folder):
+    """remove_leftovers for ``folder`` and for every path under it that has leftovers: what a
+    killed run left anywhere in its folder goes on the next run, even where that run writes
+    nothing again (a step it skips)."""
+    if os.path.isdir(os.path.dirname(os.path.abspath(folder))):
+        remove_leftovers(folder)
+    for directory, subfolders, names in os.walk(folder):
+        targets = {match.group(1) for match in map(LEFTOVER.fullmatch, subfolders + names)
+                   if match}
+        for target in sorted(targets):
+            remove_leftovers(os.path.join(directory, target))
+        subfolders[:] = [name for name in subfolders
+                         if os.path.isdir(os.path.join(directory, name))]
+
+
+def _running_elsewhere(pid, written_at):
+    """Whether ``pid`` is another process that is still running and can have written a
+    leftover last changed at ``written_at`` (epoch seconds). A zombie has ended (its parent,
+    killed with it, never reaps it), and a process that started later only got the same pid
+    (a restarted machine or container counts pids from 1 again)."""
     if pid == os.getpid():
         return False
     try:
@@ -162,5 +210,22 @@ def _running_elsewhere(pid):
     except ProcessLookupError:
         return False
     except PermissionError:  # it runs, as another user
-        return True
-    return True
+        pass
+    state, started_at = _process_state(pid)
+    if state in _ENDED_STATES:
+        return False
+    return started_at is None or started_at <= written_at + _START_TIME_SLACK_SECONDS
+
+
+def _process_state(pid):
+    """(state letter, start time in epoch seconds) from /proc; (None, None) without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle
+                        if line.startswith(_BOOT_TIME_KEY))
+        started_at = boot + int(fields[_START_TIME_FIELD]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None, None
+    return fields[0], started_at

@@ -32,8 +32,11 @@ class ModelFiles:
     vocab_file: Optional[str] = None
 
 
-def load(path, flag="model_dir", expected=FOLDER_EXPECTED, need_vocab=True):
-    """The files of the model folder ``--flag`` names; UsageError naming the flag otherwise."""
+def load(path, flag="model_dir", expected=FOLDER_EXPECTED, need_vocab=True,
+         verify_weights=False):
+    """The files of the model folder ``--flag`` names; UsageError naming the flag otherwise.
+    ``verify_weights`` reads the checkpoint whole (its index alone lists a truncated one): for
+    a reader that restores it later, where TF's error would be a traceback."""
     cli.require_dir(path, flag, expected)
     config = modeling.BertConfig.from_json_file(cli.require_file(
         os.path.join(path, CONFIG_FILE), flag, CONFIG_EXPECTED))
@@ -41,6 +44,11 @@ def load(path, flag="model_dir", expected=FOLDER_EXPECTED, need_vocab=True):
         prefix = checkpoint.resolve_checkpoint(path, flag=flag)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
+    if verify_weights:
+        try:
+            checkpoint.verify_checkpoint(prefix)
+        except checkpoint.CheckpointDamagedError as error:
+            raise checkpoint.CheckpointDamagedError(f"--{flag}={path}: {error}") from None
     vocab_file = None
     if need_vocab:
         try:

@@ -28,8 +28,7 @@ MRPC_BASE_URL_ENV = "GLUE_MRPC_BASE_URL"
 DEFAULT_DATA_DIR = "datasets"
 PROGRAM = "download_glue"
 REQUEST_TIMEOUT_SECONDS = 60
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_FAILURE = 1  # bad input and failed downloads alike, as every command of the project
 
 TASKS = ("CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI", "AX")
 TASK_ALIASES = {"sst": "SST-2", "sst2": "SST-2", "sts": "STS-B", "stsb": "STS-B", "diagnostic": "AX"}
@@ -237,8 +236,19 @@ def fail(message, status):
     return status
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """A bad command line is one line and exit 1, and a flag only its whole name (``--task``
+    is not ``--tasks``), as bert.cli's parser, which this standard-library script cannot use."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        self.exit(EXIT_FAILURE, f"{PROGRAM}: error: {message} (see --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="all",
                         help=f"'all' or a comma-separated list of: {', '.join(TASKS)}")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR,
@@ -258,7 +268,7 @@ def main(argv=None):
         tasks = parse_task_list(args.tasks)
         check_data_dir(args.data_dir)
     except ValueError as error:
-        return fail(error, EXIT_USAGE)
+        return fail(error, EXIT_FAILURE)
     for task in tasks:
         try:
             download_task(task, args.data_dir, args.base_url, args.mrpc_base_url, force=args.force)

@@ -462,6 +462,8 @@ def run(args):
     cli.require(rows[0].vocab_file, f"MODEL {rows[0].label}: no {VOCAB_FILE} beside it to "
                                     "tokenize with; give its export folder instead")
     check_rows(rows, args, rows[0].vocab_file)
+    # The dev data is read (and checked) before a reference export writes anything.
+    inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
     rows = with_references(rows, args, notes)
     if args.peer_reference:
         rows += peer_rows(rows, args, notes)
@@ -470,7 +472,6 @@ def run(args):
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
                                                 row.num_labels)
     notes += per_input_notes(rows)
-    inputs = make_inputs(args, rows[0].vocab_file, args.iterations + timing.WARMUP_RUNS)
     for row in rows:
         if row.bert_config is not None:
             row.flops_timed = timed_flops(row, inputs.batches, args.iterations)

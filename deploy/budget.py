@@ -78,7 +78,8 @@ def validate(settings: BudgetSettings, finetuned_dir=None):
         cli.require(name in known, f"--budget_methods: {name!r} is not one of "
                                    f"{', '.join(sorted(known))}")
     if finetuned_dir:
-        model_folder.load(finetuned_dir, "finetuned_dir", "a fine-tuned model folder")
+        model_folder.load(finetuned_dir, "finetuned_dir", "a fine-tuned model folder",
+                          verify_weights=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,18 +29,23 @@ deployment description, ``bert.deployment``): this module imports no method.
 Each step is a ``deploy.steps`` step: its ``step.json`` records the settings that decide its
 result (the fields of its settings it reads, the recipe's, its source, and the digest of the step
 before it). A re-run skips a step done with the same settings, re-runs one whose settings changed
-(and so every step after it), and resumes a killed one through its own tool (checkpoints,
---resume, PoWER's step folders). --latency_iterations only sets how long timings run: changing
-it re-runs nothing (time the models again with deploy.benchmark). --stop_after ends the run
-after a step.
+(and so every step after it), and resumes a killed one through its own tool (checkpoints every
+--save_checkpoints_steps, --resume, PoWER's step folders). --latency_iterations only sets how
+long timings run: changing it re-runs nothing (time the models again with deploy.benchmark).
+--stop_after ends the run after a step.
+
+Every flag of every step the chosen recipe runs is checked before anything is written, and a
+run holds --output_dir: a second run on it refuses in one line while the first works.
 """
 import dataclasses
 import functools
+import math
 import os
 import sys
 from typing import Optional
 
-from bert import checkpoint, cli, deployment, glue, model_folder
+from bert import checkpoint, cli, deployment, glue, model_folder, tokenization
+from bert.classifier import MIN_SEQ_LENGTH
 from bert.deployment import RecipeSettings, RecipeStep, StepContext
 from bert.errors import UsageError
 from deploy import budget, steps
@@ -117,7 +122,8 @@ def fine_tune_flags(context):
             f"--max_seq_length={settings.max_seq_length}",
             f"--train_batch_size={settings.train_batch_size}",
             f"--learning_rate={settings.learning_rate}", f"--num_train_epochs={settings.epochs}",
-            f"--max_train_examples={settings.max_train_examples}"]
+            f"--max_train_examples={settings.max_train_examples}",
+            f"--save_checkpoints_steps={settings.save_checkpoints_steps}"]
 
 
 def write_fine_tuned_model(context):
@@ -217,17 +223,49 @@ class Plan:
 
 
 def validate(settings: CompressSettings):
-    glue.canonical_task_name(settings.task_name)
-    cli.require_dir(settings.data_dir, "data_dir", "the task's folder with train.tsv and dev.tsv")
-    model_folder.load(settings.model_dir, "model_dir", "a pretrained model folder")
+    """Every flag that any step of the recipe reads, named as the user typed it, before
+    anything is written: a step's tool would find it only after the steps before it ran, and
+    name its own flag (the prune step's --learning_rate for --prune_learning_rate)."""
     cli.require_output_dir(settings.output_dir, "output_dir")
     cli.require(settings.stop_after in (None,) + STEPS,
                 f"--stop_after={settings.stop_after}: expected one of {', '.join(STEPS)}")
+    for name in ("learning_rate", "prune_learning_rate"):
+        cli.require_in_range(getattr(settings, name), name, 0.0)
+    for name in ("epochs", "prune_epochs", "power_epochs", "lambda_learning_rate",
+                 "alpha_learning_rate"):
+        require_positive(getattr(settings, name), name)
+    for name in ("lr_soft_extract", "power_lambda"):  # left out: PoWER-BERT's per-task value
+        if getattr(settings, name) is not None:
+            require_positive(getattr(settings, name), name)
     cli.require_in_range(settings.target_sparsity, "target_sparsity", 0.0, 1.0,
                          high_inclusive=False)
-    for name in ("epochs", "prune_epochs", "power_epochs"):
-        value = getattr(settings, name)
-        cli.require(value > 0, f"--{name}={value}: must be positive")
+    for name in ("train_batch_size", "save_checkpoints_steps"):
+        cli.require_in_range(getattr(settings, name), name, 1)
+    for name in ("target_sparsity_warmup", "max_train_examples", "latency_iterations"):
+        cli.require_in_range(getattr(settings, name), name, 0)
+    validate_inputs(settings)
+
+
+def validate_inputs(settings: CompressSettings):
+    """The task's data and the pretrained model, read whole (a bad row, a truncated
+    checkpoint) and matched to --max_seq_length."""
+    processor = glue.get_processor(settings.task_name)
+    cli.require_dir(settings.data_dir, "data_dir", "the task's folder with train.tsv and dev.tsv")
+    for name in (processor.train_file, processor.dev_file):
+        cli.require_file(os.path.join(settings.data_dir, name), "data_dir",
+                         f"the {processor.name} {name}")
+    processor.get_train_examples(settings.data_dir)
+    processor.get_dev_examples(settings.data_dir)
+    model = model_folder.load(settings.model_dir, "model_dir", "a pretrained model folder",
+                              verify_weights=True)
+    tokenization.check_vocab_matches_config(model.vocab_file, model.bert_config.vocab_size,
+                                            "model_dir")
+    cli.require_in_range(settings.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH,
+                         model.bert_config.max_position_embeddings)
+
+
+def require_positive(value, flag):
+    cli.require(math.isfinite(value) and value > 0, f"--{flag}={value}: must be positive")
 
 
 def run_recipe(settings: CompressSettings):
@@ -235,13 +273,13 @@ def run_recipe(settings: CompressSettings):
     --stop_after; each step follows the digest of the one before it."""
     validate(settings)
     plan = Plan(settings)
-    os.makedirs(settings.output_dir, exist_ok=True)
-    upstream = None
-    for entry in LAYOUT:
-        upstream = steps.run_step(plan.step(entry, upstream))
-        if entry.folder == settings.stop_after:
-            print(f"stopped after {entry.folder} (--stop_after)")
-            return
+    with steps.locked(settings.output_dir, "output_dir"):
+        upstream = None
+        for entry in LAYOUT:
+            upstream = steps.run_step(plan.step(entry, upstream))
+            if entry.folder == settings.stop_after:
+                print(f"stopped after {entry.folder} (--stop_after)")
+                return
     print(f"compound model: {plan.compound_model}\nexports: {plan.folder(EXPORT_DIR)}")
 
 
@@ -272,12 +310,14 @@ def run_budget_recipe(settings: CompressSettings, search: "budget.BudgetSettings
     validate(settings)
     budget.validate(search, finetuned_dir)
     plan = Plan(settings)
-    os.makedirs(settings.output_dir, exist_ok=True)
-    if finetuned_dir:
-        fine_tuned, digest = finetuned_dir, steps.folder_digest(finetuned_dir)
-    else:
-        fine_tuned, digest = plan.fine_tuned_model, steps.run_step(plan.step(LAYOUT[0], None))
-    return budget.run_budget(search, settings.recipe, fine_tuned, digest, settings.output_dir)
+    with steps.locked(settings.output_dir, "output_dir"):
+        if finetuned_dir:
+            fine_tuned, digest = finetuned_dir, steps.folder_digest(finetuned_dir)
+        else:
+            fine_tuned = plan.fine_tuned_model
+            digest = steps.run_step(plan.step(LAYOUT[0], None))
+        return budget.run_budget(search, settings.recipe, fine_tuned, digest,
+                                 settings.output_dir)
 
 
 def run(args):
@@ -300,7 +340,8 @@ def build_parser():
     parser.add_argument("--max_train_examples", type=int, default=0,
                         help="train every step on the first N examples (0: all)")
     parser.add_argument("--save_checkpoints_steps", type=int, default=100,
-                        help="pruning checkpoints (each is evaluated for best/)")
+                        help="checkpoint interval of fine-tuning (a killed run resumes from "
+                             "the last) and pruning (each is evaluated for best/)")
     parser.add_argument("--lr_soft_extract", type=float, help="PoWER-BERT's (default: per task)")
     parser.add_argument("--power_lambda", type=float, help="PoWER-BERT's LAMBDA (default: per task)")
     parser.add_argument("--stop_after", help=f"end after this step ({', '.join(STEPS)})")

@@ -413,14 +413,19 @@ def int8_description(args):
     return f"onnxruntime quantize_dynamic, QInt8 weights, per_channel={INT8_PER_CHANNEL}"
 
 
-def write_export(model, args, folder):
-    """Everything into ``folder``; returns export.json's content."""
-    labels = list(range(model.num_labels))
-    examples = None
-    if args.task_name is not None:
-        processor = glue.get_processor(args.task_name)
-        labels = processor.get_labels()
-        examples = processor.get_dev_examples(args.data_dir)
+def read_task(model, args):
+    """(labels, dev examples or None, static INT8's calibration feeds or None): every data
+    file read, and so checked, before anything is written."""
+    if args.task_name is None:
+        return list(range(model.num_labels)), None, None
+    processor = glue.get_processor(args.task_name)
+    feeds = calibration_feeds(model, args) if args.int8_mode == onnx_int8.STATIC else None
+    return processor.get_labels(), processor.get_dev_examples(args.data_dir), feeds
+
+
+def write_export(model, args, folder, task):
+    """Everything into ``folder`` (``task``: read_task's); returns export.json's content."""
+    labels, examples, feeds = task
     vocab_file = os.path.join(folder, VOCAB_FILE)
     shutil.copyfile(model.vocab_file, vocab_file)
     log.info("writing the SavedModel")
@@ -431,8 +436,6 @@ def write_export(model, args, folder):
         log.info("converting to ONNX and quantizing to INT8")
         with quiet_converters():
             write_onnx(runner, os.path.join(folder, ONNX_FILE))
-            feeds = (calibration_feeds(model, args) if args.int8_mode == onnx_int8.STATIC
-                     else None)
             write_int8(os.path.join(folder, ONNX_FILE), os.path.join(folder, INT8_FILE),
                        args.int8_mode, feeds)
         pairs = (SAMPLE_PAIRS if examples is None
@@ -475,8 +478,9 @@ def format_summary(summary, output_dir):
 
 def run(args):
     model = validate(args)
+    task = read_task(model, args)
     with files.atomic_folder(args.output_dir) as folder:
-        summary = write_export(model, args, folder)
+        summary = write_export(model, args, folder, task)
     print(format_summary(summary, args.output_dir))
 
 

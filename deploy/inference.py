@@ -46,8 +46,9 @@ class ModelFolder:
 
 
 def load_model_folder(path, flag="model_dir"):
-    """A model folder (config, vocab, checkpoint with Google's head ``output_weights``)."""
-    model = model_folder.load(path, flag, FOLDER_EXPECTED)
+    """A model folder (config, vocab, checkpoint with Google's head ``output_weights``), its
+    checkpoint read whole: a truncated one is one line here, not a traceback at restore."""
+    model = model_folder.load(path, flag, FOLDER_EXPECTED, verify_weights=True)
     stored = checkpoint.list_checkpoint(model.checkpoint_prefix)
     cli.require(HEAD_WEIGHTS in stored, f"--{flag}={path}: the checkpoint has no classifier "
                                         f"head ({HEAD_WEIGHTS}); fine-tune it first")

@@ -19,12 +19,21 @@ timing iterations) stay out of it. ``recipe_step_record`` builds it for a ``Reci
   stopped run left there (checkpoints, run folders): a folder is never removed unless it
   recorded other settings.
 
+A run holds its whole folder (``locked``): a second run on it refuses in one line, and each
+step's tool inherits the lock, so after a kill -9 of the run the folder stays held until the
+tool (which the kernel sends SIGTERM) has saved its progress and ended. Holding it, the run
+first removes whatever a killed write left in it (``<name>.tmp-<pid>`` of a process that has
+ended, see ``bert.files``), also beside steps it will skip or never reach.
+
     upstream = None
     for step in chain:  # each built with steps.Step(folder, module, flags, record)
         upstream = steps.run_step(dataclasses.replace(step, upstream=upstream))
 """
+import contextlib
 import ctypes
 import dataclasses
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -42,6 +51,7 @@ PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a child gets wh
 LINUX = "linux"
 STEP_DONE_FILE = "step.json"
 STEP_STARTED_FILE = "step.started.json"
+LOCK_FILE = "run.lock"  # in a run's folder: held (flock) while a run works in it
 RECORD_KEY, UPSTREAM_KEY, DIGEST_KEY = "settings", "upstream", "digest"
 STEP_KEY, COMMANDS_KEY, SECONDS_KEY = "step", "commands", "seconds"
 SOURCE_KEY = "source"
@@ -54,6 +64,7 @@ UPSTREAM_CHANGED = "the step it starts from changed"
 NOT_RECORDED = "not recorded: an earlier version wrote it"
 RECORD_DIFFERS = "its record differs"  # the digest differs, no leaf does (another encoding)
 _MISSING = object()
+_held_locks = []  # descriptors of the locks this process holds: each step's tool inherits them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,19 +200,25 @@ def show(leaves, name):
     return str(leaves[name]) if name in leaves else UNSET
 
 
-def _stop_with_parent():
-    """In the child, before it runs: SIGTERM when the recipe's process dies (even by kill -9),
-    so a step's tool saves its progress and ends instead of running on as an orphan."""
+def _stop_with_parent(parent):
+    """In the child, before it runs: SIGTERM when the recipe's process ``parent`` dies (even by
+    kill -9), so a step's tool saves its progress and ends instead of running on as an orphan.
+    A parent that died before the request was made is caught by the pid check after it."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_command(command, step):
     """Run a step's tool in its own session, so that a stop signal reaches it exactly once:
     forwarded from here, it lets the tool save its progress before both stop. If this process
-    is killed outright, the tool gets SIGTERM from the kernel (Linux's parent-death signal)."""
-    child = subprocess.Popen(command, start_new_session=True,
-                             preexec_fn=_stop_with_parent if sys.platform == LINUX else None)
+    is killed outright, the tool gets SIGTERM from the kernel (Linux's parent-death signal).
+    The tool inherits the run's lock (``locked``)."""
+    stop_with_parent = (functools.partial(_stop_with_parent, os.getpid())
+                        if sys.platform == LINUX else None)
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=stop_with_parent,
+                             pass_fds=tuple(_held_locks))
     try:
         return child.wait()
     except (KeyboardInterrupt, Interrupted) as stop:
@@ -211,6 +228,33 @@ def run_command(command, step):
         raise Interrupted(f"stopped by {signal.Signals(number).name} during step {step}, which "
                           "saved its progress; run the same command again to resume",
                           number) from None
+
+
+@contextlib.contextmanager
+def locked(folder, flag):
+    """Hold the run folder ``folder`` (``--flag``) while the block runs: two runs stepping in
+    one folder would train into the same checkpoints and remove each other's steps. Another
+    holder, a run or the tool a killed run left saving, is refused in one line. Held, the
+    folder is cleared of what killed writes left in it."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    with open(path, "a", encoding="utf-8") as handle:  # "a": never truncate another's file
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(f"--{flag}={folder}: another run is working in it (it holds "
+                              f"{path}; a killed run's step may still be saving): wait until it "
+                              "ends, or choose another folder") from None
+        files.remove_leftovers_within(folder)
+        _held_locks.append(handle.fileno())
+        try:
+            yield
+        finally:
+            _held_locks.remove(handle.fileno())
+
+
+class FolderInUse(InputError):
+    """Another run holds the folder."""
 
 
 class StepFailed(InputError):

@@ -543,6 +543,11 @@ COMMANDS = {"create_pretraining_data": data_main, "run_pretraining_distillation"
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in ("-h", "--help"):
+        print(f"usage: python -m distill.pretraining {{{','.join(COMMANDS)}}} [--flags]\n\n"
+              f"{__doc__}\nEach command's own flags: python -m distill.pretraining COMMAND "
+              "--help")
+        sys.exit(cli.EXIT_OK)
     if command not in COMMANDS:
         sys.exit(cli.fail("distill.pretraining", f"expected a command, one of "
                                                  f"{', '.join(COMMANDS)}; got {command!r}"))

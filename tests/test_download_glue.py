@@ -235,7 +235,7 @@ def test_missing_remote_file_and_wrong_archive_leave_nothing_behind(tmp_path, se
 
 def test_unknown_task_lists_valid_ones(tmp_path, capsys):
     assert download_glue.main(["--tasks", "CoLA,SQuAD", "--data_dir", str(tmp_path)]) == \
-        download_glue.EXIT_USAGE
+        download_glue.EXIT_FAILURE
     error = capsys.readouterr().err
     assert "'SQuAD'" in error and "CoLA, SST-2, MRPC" in error
     assert list(tmp_path.iterdir()) == []

@@ -8,10 +8,12 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from typing import Callable, Optional
 
 import pytest
@@ -22,8 +24,7 @@ from tiny_bert import write_factorized_model, write_small_model, write_sst2_task
 
 TIMEOUT = 300
 SEQ = 16
-EXIT_INPUT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_INPUT_ERROR = 1  # bad input, a bad command line included
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 # Seconds a run may take to save and stop after a stop signal.
@@ -137,6 +138,37 @@ def test_benchmark_and_results_table_exit_zero(world, tmp_path):
     assert "SST-2" in process.stdout
 
 
+def help_commands():
+    """{name: command} of every entry point a user is told of: the console scripts of
+    pyproject.toml, and the ``python -m`` modules and ``python x.py`` scripts README.md names."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as handle:
+        scripts = tomllib.load(handle)["project"]["scripts"]
+    readme = (REPO_ROOT / "README.md").read_text()
+    bin_dir = pathlib.Path(sys.executable).parent
+    commands = {name: [str(bin_dir / name)] for name in scripts}
+    commands.update({f"-m {name}": [sys.executable, "-m", name]
+                     for name in re.findall(r"python -m (\w+(?:\.\w+)+)", readme)})
+    commands.update({path: [sys.executable, path]
+                     for path in re.findall(r"python (\S+\.py)\b", readme)})
+    return commands
+
+
+HELP_COMMANDS = help_commands()
+# One of each kind in CI's bounded set (absl, argparse, the pre-training data tool, a script);
+# every other command (~6 s each) with the slow tests.
+HELP_IN_CI = ("tr-bert", "deploy-compress", "distill-pretraining-data", "datasets/download_glue.py")
+
+
+@pytest.mark.parametrize("name", [
+    name if name in HELP_IN_CI else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(HELP_COMMANDS)])
+def test_help_exits_zero_and_prints_the_usage(name):
+    process = subprocess.run(HELP_COMMANDS[name] + ["--help"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert process.returncode == 0, process.stdout[-1000:] + process.stderr[-2000:]
+    assert process.stdout.lower().startswith("usage: ") and "--" in process.stdout
+
+
 def test_console_scripts_are_installed():
     bin_dir = pathlib.Path(sys.executable).parent
     for script in ("bert-run-classifier", "bert-extract-features", "bert-convert-hf",
@@ -156,7 +188,6 @@ class Case:
     program: str
     arguments: Callable  # (world, tmp_path) -> list of arguments
     message: str
-    status: int = EXIT_INPUT_ERROR
     watched: Optional[str] = "out"  # what must stay absent or unchanged, below tmp_path
 
 
@@ -235,7 +266,7 @@ CASES = [
                                        / "bert_config.json", init_checkpoint=w / "flop" / "fact",
                                        target_sparsity=1.0), "--target_sparsity=1"),
     Case("missing required flag", "flop.factorize",
-         lambda w, t: [f"--checkpoint={w / 'model'}"], "--bert_config_file", status=EXIT_USAGE),
+         lambda w, t: [f"--checkpoint={w / 'model'}"], "--bert_config_file"),
     Case("retention not non-increasing", "power_bert.main",
          lambda w, t: ["--TASK=sst-2", f"--CHECKPOINT_PATH={w / 'model'}",
                        f"--DATA_DIR={w / 'data'}", f"--OUTPUT_DIR={t / 'out'}",
@@ -300,7 +331,7 @@ def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, case):
     before = tree_digest(tmp_path / case.watched) if case.watched else None
     process = run(case.program, *arguments)
     line = last_line(process)
-    assert process.returncode == case.status, process.stderr[-3000:]
+    assert process.returncode == EXIT_INPUT_ERROR, process.stderr[-3000:]
     assert "Traceback" not in process.stderr, process.stderr[-3000:]
     assert line.startswith(f"{PROGRAM_NAMES.get(case.program, case.program)}: error: "), line
     assert case.message in line, line
