@@ -235,8 +235,8 @@ def validate(settings: CompressSettings):
                  "alpha_learning_rate"):
         require_positive(getattr(settings, name), name)
     for name in ("lr_soft_extract", "power_lambda"):  # left out: PoWER-BERT's per-task value
-        if getattr(settings, name) is not None:
-            require_positive(getattr(settings, name), name)
+        if getattr(settings, name) is not None:  # 0 is PoWER-BERT's own "off"
+            cli.require_in_range(getattr(settings, name), name, 0.0)
     cli.require_in_range(settings.target_sparsity, "target_sparsity", 0.0, 1.0,
                          high_inclusive=False)
     for name in ("train_batch_size", "save_checkpoints_steps"):

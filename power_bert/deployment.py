@@ -33,8 +33,9 @@ def power_flags(context):
             f"--MAX_TRAIN_EXAMPLES={recipe.max_train_examples}",
             f"--BENCHMARK_ITERATIONS={recipe.latency_iterations}",
             *([f"--LR_SOFT_EXTRACT={settings.lr_soft_extract}"]
-              if settings.lr_soft_extract else []),
-            *([f"--LAMBDA={settings.power_lambda}"] if settings.power_lambda else [])]
+              if settings.lr_soft_extract is not None else []),
+            *([f"--LAMBDA={settings.power_lambda}"] if settings.power_lambda is not None
+              else [])]
 
 
 class PowerBertDeployment(deployment.Deployment):

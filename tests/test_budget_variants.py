@@ -146,3 +146,12 @@ def test_a_variant_runs_its_recipe_steps_into_a_model_folder(world, name):
         assert len(config.extra[RETENTION_CONFIG_KEY]) == config.num_hidden_layers
     else:  # FLOP-compact: the kept rank of every gated kernel
         assert config.extra["pruned"] and config.extra["kept_ranks"]
+
+
+def test_power_bert_zero_rates_reach_its_command():
+    """0 is PoWER-BERT's own "off" for its retention rate and regulariser, not "the default"."""
+    recipe = RecipeSettings("SST-2", "data", SEQ, BATCH, EXAMPLES, 1)
+    settings = deployment.find("power_bert").settings_type(lr_soft_extract=0.0, power_lambda=0.0)
+    flags = deployment.find("power_bert").recipe_steps[0].flags(
+        StepContext(recipe, settings, "out", {}, "model", "model"))
+    assert "--LR_SOFT_EXTRACT=0.0" in flags and "--LAMBDA=0.0" in flags
