@@ -29,6 +29,8 @@ PER_LAYER_SIZES = [{"num_attention_heads": 1}, {"num_attention_heads": 2}]
 TR_BERT_ENTRY = {"reduction_layers": [1], "policy_hidden_size": 4}
 # End to end: a 2-layer 16-wide "fine-tuned" model, 16 examples of 16 tokens, one epoch.
 SEQ, BATCH, EXAMPLES = 16, 8, 16
+DISTILL_LAYERS = 6
+DISTILL_SPEEDUP = 1.2  # a 6-layer model of width 16 has students this much faster
 TIMEOUT = 300
 
 
@@ -100,9 +102,19 @@ def world(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def deep_world(tmp_path_factory):
+    """The same, DISTILL_LAYERS deep: fewer layers time measurably faster even at this width
+    (two layers of 16 time within noise of one, and a search refuses speed-ups <= 1)."""
+    root = tmp_path_factory.mktemp("budget_deep")
+    write_small_model(root / "fine_tuned", DISTILL_LAYERS, num_labels=2)
+    write_sst2_task(root / "data", rows=EXAMPLES)
+    return root
+
+
 def tiny(name, settings):
     """A variant's settings at test scale: one epoch, a few steps, a generous latency budget."""
-    scale = {"distill": dict(student_speedup=0.5, max_measured=3, intermediate_step=8,
+    scale = {"distill": dict(student_speedup=DISTILL_SPEEDUP, max_measured=3, intermediate_step=8,
                              distill_epochs=1.0, distill_learning_rate=1e-3),
              "tr_bert": dict(tr_bert_epochs=1.0),
              "power_bert": dict(power_epochs=1, lr_soft_extract=0.02, power_lambda=0.5),
@@ -129,7 +141,8 @@ def run_recipe_steps(description, settings, source, root):
 
 
 @pytest.mark.parametrize("name", ["distill", "tr_bert", "power_bert", "flop"])
-def test_a_variant_runs_its_recipe_steps_into_a_model_folder(world, name):
+def test_a_variant_runs_its_recipe_steps_into_a_model_folder(world, deep_world, name):
+    world = deep_world if name == "distill" else world
     source = str(world / "fine_tuned")
     description = deployment.find(name)
     [first, *_] = description.budget_variants(
@@ -138,7 +151,7 @@ def test_a_variant_runs_its_recipe_steps_into_a_model_folder(world, name):
     model = run_recipe_steps(description, tiny(name, first.settings), source, world)
     config = model_folder.load(model).bert_config
     if name == "distill":
-        assert config.extra[EXTRACTED_FROM_KEY]["num_hidden_layers"] == 2
+        assert config.extra[EXTRACTED_FROM_KEY]["num_hidden_layers"] == DISTILL_LAYERS
         assert os.path.isfile(os.path.join(os.path.dirname(model), "eval_results.txt"))
     elif name == "tr_bert":
         assert config.extra[TR_BERT_CONFIG_KEY]["reduction_layers"] == [1]
