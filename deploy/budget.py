@@ -216,8 +216,11 @@ def search(settings: BudgetSettings, recipe: RecipeSettings, fine_tuned, fine_tu
             tried[candidate.label] = (candidate, _row(rows, candidate.label), stage)
         pool += [c for c in built if c.label in within_labels(rows, settings)]
         tried[DENSE] = (dense, _row(rows, DENSE), FINE_TUNED_STAGE)
-    rows, exports = final_round(settings, recipe, beam_of(pool, tried, settings), dense, root,
-                                reference_onnx, dense_digest)
+    # The fine-tuned model's INT8 exports always reach the final round: the fallback when a
+    # smaller model's INT8 falls outside the bound.
+    finalists = [dense] + [c for c in beam_of(pool, tried, settings) if c.label != DENSE]
+    rows, exports = final_round(settings, recipe, finalists, dense, root, reference_onnx,
+                                dense_digest)
     return rows, tried, exports, settings
 
 
@@ -231,16 +234,17 @@ def within_labels(rows, settings):
 
 
 def beam_of(pool, tried, settings):
-    """The models the next stage builds on: the fine-tuned one, and the fastest within the
-    bound (by their measured rows)."""
-    measured = [tried[c.label][1] for c in pool if c.label in tried and c.label != DENSE]
+    """The models the next stage builds on: the ``beam`` fastest within the bound, by their
+    measured rows. The fine-tuned model competes like any other, so it is built on only while
+    fewer than ``beam`` smaller models are within the bound (before any measurement: alone)."""
+    measured = [tried[c.label][1] for c in pool if c.label in tried]
     if not measured:
         return [c for c in pool if c.label == DENSE]
     reference = tried[DENSE][1].dev_metric
     best = budget_select.beam(measured, reference, settings.max_loss, settings.batch_size,
                               settings.beam)
     labels = {row.label for row in best}
-    return [c for c in pool if c.label == DENSE or c.label in labels]
+    return [c for c in pool if c.label in labels]
 
 
 def final_round(settings, recipe, finalists, dense, root, reference_onnx, dense_digest):

@@ -99,10 +99,21 @@ def fake_search(tmp_path, monkeypatch):
     recipe = RecipeSettings("SST-2", str(tmp_path / "data"), 16, 8, 0, 1)
     settings = budget.BudgetSettings(max_loss=1.0, speedup=8.0, batch_size=32, beam=2)
 
-    def search():
-        return budget.run_budget(settings, recipe, str(tmp_path / "fine_tuned"), "digest",
-                                 str(tmp_path / "out"))
+    def search(beam=settings.beam):
+        return budget.run_budget(dataclasses.replace(settings, beam=beam), recipe,
+                                 str(tmp_path / "fine_tuned"), "digest", str(tmp_path / "out"))
     return search, tmp_path / "out"
+
+
+def test_a_beam_of_one_builds_on_the_fastest_alone(fake_search):
+    """The fine-tuned model is built on only while the beam has room for it: once a student is
+    within the bound, beam 1 spends no stage on the slow dense model."""
+    search, out = fake_search
+    search(beam=1)
+    built = set(os.listdir(out / budget.CANDIDATES_DIR))
+    assert {"student-small", "student-small+tokens-keep",
+            "student-small+tokens-keep+prune-half"} <= built
+    assert not any(name.startswith(("tokens-", "prune-")) for name in built), built
 
 
 def test_stages_chain_the_bound_drops_and_the_fastest_within_ships(fake_search, capsys):

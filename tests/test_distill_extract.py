@@ -11,7 +11,8 @@ from bert import checkpoint, modeling
 from conftest import REPO_ROOT
 from distill import extract
 from distill import importance as unit_importance
-from tiny_bert import classifier_logits, tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import (classifier_logits, random_importance, tiny_config, write_sst2_task,
+                       write_tiny_model)
 
 TOLERANCE = 1e-5
 SEQ = 16
@@ -19,17 +20,6 @@ EXAMPLES = 12
 HEAD_SIZE = 4
 ZEROED_HEAD = 1
 TIMEOUT = 300
-
-
-def random_scores(config, seed=0):
-    rng = np.random.RandomState(seed)
-    layers = range(config.num_hidden_layers)
-    return unit_importance.Importance(
-        heads=[rng.rand(config.heads(i)) for i in layers],
-        neurons=[rng.rand(config.intermediate(i)) for i in layers],
-        hidden=rng.rand(config.hidden_size), attention_blocks=rng.rand(len(layers)),
-        ffn_blocks=rng.rand(len(layers)), layers=rng.rand(len(layers)), base_loss=1.0,
-        source={})
 
 
 def full_sizes(config):
@@ -81,7 +71,7 @@ def world(tmp_path_factory):
 
 def test_nothing_removed_is_the_teacher(world):
     root, config, values, _, _ = world
-    student_config, student, selection = extract.extract(config, values, random_scores(config),
+    student_config, student, selection = extract.extract(config, values, random_importance(config),
                                                          full_sizes(config))
     assert student_config.to_dict() == config.to_dict()
     assert sorted(student) == sorted(values)
@@ -116,7 +106,7 @@ def test_removing_a_head_whose_output_is_zero_changes_nothing(world):
 
 def test_hidden_extraction_keeps_every_shape_consistent(world):
     root, config, values, _, _ = world
-    scores = random_scores(config, seed=3)
+    scores = random_importance(config, seed=3)
     scores.layers = np.array([0.1, 5.0, 1.0])  # keep layers 1 and 2, in that order
     sizes = extract.Sizes(2, 1, 5, 7)
     student_config, student, selection = extract.extract(config, values, scores, sizes)

@@ -20,7 +20,7 @@ import pytest
 
 from bert import checkpoint
 from conftest import REPO_ROOT
-from tiny_bert import write_factorized_model, write_small_model, write_sst2_task
+from tiny_bert import small_tmpfs, write_factorized_model, write_small_model, write_sst2_task
 
 TIMEOUT = 300
 SEQ = 16
@@ -406,15 +406,8 @@ def truncate_data_file_of(prefix):
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A tiny tmpfs: writes fail with ENOSPC. Skips where mounting is not permitted."""
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FULL_DISK_BYTES}", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()})")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+    with small_tmpfs(tmp_path / "full", FULL_DISK_BYTES) as mount_point:
+        yield mount_point
 
 
 def test_full_disk_is_one_line_and_leaves_no_partial_files(world, full_disk):

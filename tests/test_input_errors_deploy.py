@@ -21,8 +21,8 @@ import pytest
 from bert import checkpoint, cli
 from conftest import REPO_ROOT
 from deploy import benchmark, budget, compress
-from tiny_bert import (initializer_weights, tiny_config, write_small_model, write_sst2_task,
-                       write_tiny_model)
+from tiny_bert import (initializer_weights, small_tmpfs, tiny_config, write_small_model,
+                       write_sst2_task, write_tiny_model)
 
 TIMEOUT = 600
 SEQ = 16
@@ -277,16 +277,9 @@ def test_export_on_a_full_disk_names_the_folder_and_leaves_nothing(world, tmp_pa
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A tmpfs that holds an export's vocabulary but not its SavedModel: TensorFlow's own write
-    fails. Skips where mounting is not permitted."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()})")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+    """Holds an export's vocabulary but not its SavedModel: TensorFlow's own write fails."""
+    with small_tmpfs(tmp_path / "small", SMALL_DISK) as mount_point:
+        yield mount_point
 
 
 def test_export_on_a_disk_tensorflow_fills_names_the_folder(world, small_disk):

@@ -16,14 +16,12 @@ import subprocess
 import sys
 from typing import Callable, Tuple
 
-import numpy as np
 import pytest
 
 from bert import tokenization
 from conftest import REPO_ROOT
-from distill import importance as unit_importance
 from distill import pretraining
-from tiny_bert import write_small_model, write_sst2_task
+from tiny_bert import random_importance, write_small_model, write_sst2_task
 
 TIMEOUT = 300
 EXIT_OK = 0
@@ -63,18 +61,6 @@ def truncate(path):
     path.write_bytes(data[:int(len(data) * TRUNCATED_SHARE)])
 
 
-def importance_of(config):
-    """Random scores of every unit of ``config``, as distill.importance saves them."""
-    rng = np.random.RandomState(0)
-    layers = range(config.num_hidden_layers)
-    return unit_importance.Importance(
-        heads=[rng.rand(config.heads(i)) for i in layers],
-        neurons=[rng.rand(config.intermediate(i)) for i in layers],
-        hidden=rng.rand(config.hidden_size), attention_blocks=rng.rand(len(layers)),
-        ffn_blocks=rng.rand(len(layers)), layers=rng.rand(len(layers)), base_loss=1.0,
-        source={})
-
-
 def write_records(root, vocab_file):
     """create_pretraining_data's records of a small corpus, made in this process."""
     (root / "corpus.txt").write_text(CORPUS)
@@ -108,7 +94,7 @@ def world(tmp_path_factory):
     shutil.copytree(root / "data", root / "bad_dev")
     with open(root / "bad_dev" / "dev.tsv", "a", encoding="utf-8") as handle:
         handle.write(BAD_DEV_ROW)
-    importance_of(config).save(str(root / "importance.npz"))
+    random_importance(config).save(str(root / "importance.npz"))
     shutil.copy(root / "importance.npz", root / "truncated.npz")
     truncate(root / "truncated.npz")
     shutil.copytree(root / "teacher", root / "truncated_teacher")

@@ -4,14 +4,19 @@ This module holds no tests of its own. A model folder written here is what the p
 bert_config.json, vocab.txt and bert_model.ckpt (plus provenance.json), written with
 bert.checkpoint.write_model_folder.
 """
+import contextlib
 import pathlib
+import subprocess
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+import pytest
+
 from bert import checkpoint, modeling
 from bert.classifier import classifier_head
+from distill import importance as unit_importance
 from flop import factorize
 
 tf1 = tf.compat.v1
@@ -139,3 +144,30 @@ def classifier_logits(config, checkpoint_path, dense_factory_builder=None,
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             return session.run(logits)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder, size):
+    """A tmpfs of ``size`` (e.g. "8k") mounted on ``folder``: writes past it fail with ENOSPC,
+    as on a full disk. Skips the test where mounting is not permitted."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def random_importance(config, seed=0):
+    """Random scores of every unit of ``config``, as distill.importance saves them."""
+    rng = np.random.RandomState(seed)
+    layers = range(config.num_hidden_layers)
+    return unit_importance.Importance(
+        heads=[rng.rand(config.heads(i)) for i in layers],
+        neurons=[rng.rand(config.intermediate(i)) for i in layers],
+        hidden=rng.rand(config.hidden_size), attention_blocks=rng.rand(len(layers)),
+        ffn_blocks=rng.rand(len(layers)), layers=rng.rand(len(layers)), base_loss=1.0,
+        source={})
