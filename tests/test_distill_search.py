@@ -14,8 +14,7 @@ from conftest import REPO_ROOT
 from distill import importance as unit_importance
 from distill import search
 from distill.extract import Sizes
-from test_distill_extract import random_scores
-from tiny_bert import tiny_config, write_sst2_task, write_tiny_model
+from tiny_bert import random_importance, tiny_config, write_sst2_task, write_tiny_model
 
 SEQ = 16
 TIMEOUT = 300
@@ -100,7 +99,7 @@ def test_cost_model_fits_non_negative_terms():
 
 def test_proxy_error_is_zero_for_the_teacher_and_grows_as_anything_shrinks():
     config = tiny_config(num_hidden_layers=3, num_attention_heads=2, hidden_size=8)
-    mass = search.ImportanceMass(random_scores(config))
+    mass = search.ImportanceMass(random_importance(config))
     candidates = search.enumerate_candidates(config, intermediate_step=4)
     assert len(candidates) == 3 * 2 * 2 * 3  # layers × heads × hidden {4, 8} × {4, 8, 12}
     errors = {sizes: mass.error(sizes) for sizes in candidates}
@@ -116,7 +115,7 @@ def test_proxy_error_is_zero_for_the_teacher_and_grows_as_anything_shrinks():
 
 def test_a_head_without_importance_costs_nothing():
     config = tiny_config(num_attention_heads=2)
-    scores = random_scores(config)
+    scores = random_importance(config)
     for heads in scores.heads:
         heads[1] = 0.0
     mass = search.ImportanceMass(scores)
