@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end with no download: all-MiniLM-L6-v2 from its pip package, a GLUE task
-# (downloaded if absent, else a small hand-written sample), fine-tune, compress, then ship
-# (export + one side-by-side benchmark).
+# (downloaded if absent, else a small synthetic sample written by datasets/sample_task.py),
+# fine-tune, compress, then ship (export + one side-by-side benchmark).
 #   make demo                    # everything, a few minutes on 2 CPU cores
 #   METHODS="flop" make demo     # only FLOP after fine-tuning (all four methods by default:
 #                                # "flop power_bert tr_bert distill")
@@ -17,8 +17,8 @@ OUTPUT_DIR=${OUTPUT_DIR:-demo_outputs}
 MODEL_DIR=${MODEL_DIR:-models/all-MiniLM-L6-v2}
 # A documented subset keeps the demo at minutes: 2000 SST-2 sentences, 64 tokens; fine-tuning
 # 2 epochs, FLOP pruning 1 epoch, PoWER-BERT 1 epoch per step, TR-BERT's policy 1 epoch,
-# distillation 1 epoch. The 240-sentence sample task gets more epochs so that every stage still
-# trains for 60-80 steps.
+# distillation 1 epoch. The 240-sentence synthetic sample task gets more epochs so that every
+# stage still trains for 60-80 steps.
 MAX_TRAIN_EXAMPLES=${MAX_TRAIN_EXAMPLES:-2000}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 METHODS=${METHODS:-"flop power_bert tr_bert distill"}
@@ -60,8 +60,9 @@ if [ ! -f "$DATA_DIR/train.tsv" ]; then
   if "$PYTHON" datasets/download_glue.py --tasks "$TASK" --data_dir "$GLUE_DIR"; then
     echo "downloaded $TASK into $DATA_DIR"
   else
-    echo "NOTE: $TASK is not in $GLUE_DIR and cannot be downloaded; using the hand-written"
+    echo "NOTE: $TASK is not in $GLUE_DIR and cannot be downloaded; using the synthetic"
     echo "      sample task in $SAMPLE_DIR (SST-2 format, NOT SST-2: its scores say nothing about SST-2)."
+    "$PYTHON" datasets/sample_task.py --output_dir "$SAMPLE_DIR"
     TASK=SST-2
     DATA_DIR=$SAMPLE_DIR
     EPOCHS=${EPOCHS:-8}; PRUNE_EPOCHS=${PRUNE_EPOCHS:-10}; POWER_EPOCHS=${POWER_EPOCHS:-4}

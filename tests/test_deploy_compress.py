@@ -3,7 +3,6 @@ resumes where it was, and the compound model carries both methods in its config.
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -11,10 +10,9 @@ from bert import modeling
 from conftest import REPO_ROOT
 from deploy import compress
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
-from tiny_bert import write_small_model, write_sst2_task
+from tiny_bert import compress_command, write_small_model, write_sst2_task
 
 TIMEOUT = 900
-SEQ = 16
 EXIT_SIGTERM = 143
 
 
@@ -26,18 +24,8 @@ def inputs(tmp_path_factory):
     return root
 
 
-def command(inputs, output_dir, *extra):
-    return [sys.executable, "-m", "deploy.compress", "--task_name=SST-2",
-            f"--data_dir={inputs / 'data'}", f"--model_dir={inputs / 'pretrained'}",
-            f"--output_dir={output_dir}", f"--max_seq_length={SEQ}", "--train_batch_size=8",
-            "--learning_rate=1e-3", "--epochs=1", "--prune_epochs=1",
-            "--prune_learning_rate=1e-3", "--target_sparsity=0.3",
-            "--target_sparsity_warmup=2", "--save_checkpoints_steps=2", "--power_epochs=1",
-            "--lr_soft_extract=0.02", "--power_lambda=0.5", "--latency_iterations=1", *extra]
-
-
 def run(inputs, output_dir, *extra):
-    return subprocess.run(command(inputs, output_dir, *extra), cwd=REPO_ROOT,
+    return subprocess.run(compress_command(inputs, output_dir, *extra), cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -63,7 +51,7 @@ def test_resumes_after_a_stop_between_steps(inputs, tmp_path):
 
 def test_stop_signal_during_a_step_saves_and_resumes(inputs, tmp_path):
     output = tmp_path / "out"
-    process = subprocess.Popen(command(inputs, output, "--stop_after=1_fine_tune",
+    process = subprocess.Popen(compress_command(inputs, output, "--stop_after=1_fine_tune",
                                        "--epochs=400"),
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

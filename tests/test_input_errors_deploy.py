@@ -21,6 +21,7 @@ import pytest
 from bert import checkpoint, cli
 from conftest import REPO_ROOT
 from deploy import benchmark, budget, compress
+import tiny_bert
 from tiny_bert import (initializer_weights, small_tmpfs, tiny_config, write_small_model,
                        write_sst2_task, write_tiny_model)
 
@@ -62,13 +63,10 @@ def world(tmp_path_factory):
 
 
 def compress_command(world, output_dir, *extra):
-    return [sys.executable, "-m", "deploy.compress", "--task_name=SST-2",
-            f"--data_dir={world / 'data'}", f"--model_dir={world / 'pretrained'}",
-            f"--output_dir={output_dir}", f"--max_seq_length={SEQ}", "--train_batch_size=8",
-            "--max_train_examples=8", "--learning_rate=1e-3", "--epochs=1", "--prune_epochs=1",
-            "--prune_learning_rate=1e-3", "--target_sparsity=0.3", "--target_sparsity_warmup=1",
-            "--save_checkpoints_steps=1000", "--power_epochs=1", "--lr_soft_extract=0.02",
-            "--power_lambda=0.5", "--latency_iterations=0", *extra]
+    """The tiny chain with checkpoints too rare to matter and no timing."""
+    return tiny_bert.compress_command(world, output_dir, *extra, max_seq_length=SEQ,
+                                      max_train_examples=8, target_sparsity_warmup=1,
+                                      save_checkpoints_steps=1000, latency_iterations=0)
 
 
 def run(command, **kwargs):

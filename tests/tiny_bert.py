@@ -7,6 +7,7 @@ bert.checkpoint.write_model_folder.
 import contextlib
 import pathlib
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -115,6 +116,24 @@ def write_sst2_task(folder, rows=40):
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     (folder / "test.tsv").write_text("index\tsentence\n0\ta good film .\n1\tawful .\n")
     return folder
+
+
+# deploy.compress's fixed chain on a tiny model in seconds: one epoch of each step.
+TINY_COMPRESS_FLAGS = {"max_seq_length": 16, "train_batch_size": 8, "learning_rate": 1e-3,
+                       "epochs": 1, "prune_epochs": 1, "prune_learning_rate": 1e-3,
+                       "target_sparsity": 0.3, "target_sparsity_warmup": 2,
+                       "save_checkpoints_steps": 2, "power_epochs": 1, "lr_soft_extract": 0.02,
+                       "power_lambda": 0.5, "latency_iterations": 1}
+
+
+def compress_command(inputs, output_dir, *extra, **overrides):
+    """deploy.compress on the SST-2-like task in inputs/data and the model in inputs/pretrained;
+    ``overrides`` replace TINY_COMPRESS_FLAGS' values, ``extra`` flags follow."""
+    flags = {**TINY_COMPRESS_FLAGS, **overrides}
+    return [sys.executable, "-m", "deploy.compress", "--task_name=SST-2",
+            f"--data_dir={inputs / 'data'}", f"--model_dir={inputs / 'pretrained'}",
+            f"--output_dir={output_dir}", *(f"--{name}={value}" for name, value in flags.items()),
+            *extra]
 
 
 def example_inputs(vocab_size, seed=1):
