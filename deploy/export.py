@@ -14,7 +14,7 @@ its config alone (``deploy.inference``). The output folder holds:
   the graph, with tensorflow_text ops: ``import tensorflow_text`` before loading it.
 * ``model.onnx``: the token-id graph (``input_ids``, ``input_mask``, ``segment_ids``: int32
   [batch, seq], both dynamic) -> ``logits``, rewritten to fused ops (LayerNormalization,
-  ONNX Runtime's Attention, Gelu, SkipLayerNormalization: ``deploy.onnx_fusions``);
+  ONNX Runtime's Attention and Gelu, ONNX's LayerNormalization: ``deploy.onnx_fusions``);
   ``model.int8.onnx``: it quantized to INT8 by ONNX Runtime, ``--int8_mode dynamic`` (the
   default) or ``static``: activation scales calibrated on the first --calibration_examples
   train examples of --task_name in --data_dir (``deploy.onnx_int8``).
@@ -56,7 +56,7 @@ TEXT_INPUTS = ("text_a", "text_b")
 PROBABILITIES = "probabilities"
 PREDICTIONS = "predictions"
 ONNX_OPSET = 17  # the first opset with LayerNormalization (deploy.onnx_graph fuses into it)
-ONNX_RUNTIME_OPS = "com.microsoft ops (Attention, Gelu, SkipLayerNormalization): ONNX Runtime"
+ONNX_RUNTIME_OPS = "com.microsoft ops (Attention, Gelu): ONNX Runtime"
 TF2ONNX_LOGGER = "tf2onnx"
 # One weight scale per output column, not per tensor: on all-MiniLM-L6-v2 it halves the largest
 # logit error of the INT8 file (0.35 vs 0.78 on logits up to 4.2) for a 0.5% larger file.

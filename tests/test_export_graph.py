@@ -1,5 +1,5 @@
-"""The ONNX graph deploy.export writes: fused (LayerNormalization, ONNX Runtime's Attention, Gelu,
-SkipLayerNormalization; no reshape churn) and still the checkpoint's logits for every model
+"""The ONNX graph deploy.export writes: fused (LayerNormalization, ONNX Runtime's Attention and
+Gelu; no reshape churn; no SkipLayerNormalization, which our runtime keeps unfused) and still the checkpoint's logits for every model
 kind a folder can describe; static INT8, calibrated on train examples, agrees with fp32.
 
 Kinds: dense, FLOP compact (flop.remove_mask of a gated factorized model: merged, low-rank and
@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
 from bert import checkpoint, modeling
@@ -142,14 +143,29 @@ def test_dense_graph_is_fused_without_shape_plumbing(exported):
     _, raw, model, _, _ = exported["dense"]
     counts = onnx_graph.op_counts(model)
     assert raw["GlobalAveragePool"] == 2 * (2 * LAYERS + 1)  # what tf2onnx alone leaves
-    assert counts.get("LayerNormalization", 0) + counts["SkipLayerNormalization"] == (
-        2 * LAYERS + 1)
-    assert counts["SkipLayerNormalization"] == 2 * LAYERS  # the embeddings' LayerNorm has no skip
+    # ONNX's own LayerNormalization, not ONNX Runtime's slower SkipLayerNormalization kernel
+    assert counts["LayerNormalization"] == 2 * LAYERS + 1 and "SkipLayerNormalization" not in counts
     assert counts["Attention"] == counts["Gelu"] == LAYERS
     assert not [op for op in UNFUSED_LAYER_NORM_OPS + ("Reshape", "Concat", "Erf", "Softmax")
                 if op in counts]
     assert counts.get("Slice", 0) <= MAX_SLICES and counts.get("Cast", 0) <= MAX_CASTS
     assert counts.get("Shape", 0) <= 1
+
+
+def test_onnx_runtime_keeps_add_and_layer_norm_apart(exported, tmp_path):
+    """Neither a default ONNX Runtime session nor ours (deploy.inference) turns a residual
+    Add + LayerNormalization of the export into the slower SkipLayerNormalization."""
+    _, _, model, _, _ = exported["dense"]
+    path = str(tmp_path / "dense.onnx")
+    onnx.save(model, path)
+    for name, disabled in (("default", []), ("ours", list(inference.SLOWER_FUSIONS))):
+        options = onnxruntime.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"{name}.onnx")
+        onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"],
+                                     disabled_optimizers=disabled)
+        counts = onnx_graph.op_counts(onnx.load(options.optimized_model_filepath))
+        assert "SkipLayerNormalization" not in counts, name
+        assert counts["LayerNormalization"] == 2 * LAYERS + 1, name
 
 
 def fused_layers(kind, config):
@@ -165,8 +181,7 @@ def test_every_kind_gives_the_checkpoint_logits_fused(exported, kind):
     config, _, model, fused, expected = exported[kind]
     assert np.max(np.abs(fused - expected)) < LOGIT_TOLERANCE
     counts = onnx_graph.op_counts(model)
-    assert counts.get("LayerNormalization", 0) + counts.get("SkipLayerNormalization", 0) == (
-        2 * config.num_hidden_layers + 1)
+    assert counts["LayerNormalization"] == 2 * config.num_hidden_layers + 1
     assert counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) == len(
         fused_layers(kind, config))
     assert not [op for op in UNFUSED_LAYER_NORM_OPS if op in counts]
