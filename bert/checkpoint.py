@@ -139,14 +139,16 @@ def remove_save_temporaries(model_dir):
                 os.remove(path)
 
 
-def latest_good_checkpoint(model_dir):
+def latest_good_checkpoint(model_dir, repair=True):
     """The newest checkpoint of an Estimator folder that reads back whole, or None.
 
-    Damaged newer checkpoints (a full disk, a kill mid-save) are dropped from the state file, so
-    the Estimator resumes from the returned one; with none good the state file is removed and
-    training starts over from its initial checkpoint.
+    With ``repair`` (the one task that owns the folder: the chief of a cluster), damaged newer
+    checkpoints (a full disk, a kill mid-save) are dropped from the state file, so the
+    Estimator resumes from the returned one; with none good the state file is removed and
+    training starts over from its initial checkpoint. Other tasks only read.
     """
-    remove_save_temporaries(model_dir)
+    if repair:
+        remove_save_temporaries(model_dir)
     state = _checkpoint_state(model_dir)
     if state is None:
         return None
@@ -159,12 +161,13 @@ def latest_good_checkpoint(model_dir):
         except CheckpointDamagedError as error:
             log.warning("%s", error)
             continue
-        if paths[newest] != state.model_checkpoint_path:
+        if repair and paths[newest] != state.model_checkpoint_path:
             _rewrite_state(model_dir, state, newest)
         return paths[newest]
-    state_file = os.path.join(model_dir, STATE_FILE)
-    log.warning("removing %s: it lists no readable checkpoint", state_file)
-    os.remove(state_file)
+    if repair:
+        state_file = os.path.join(model_dir, STATE_FILE)
+        log.warning("removing %s: it lists no readable checkpoint", state_file)
+        os.remove(state_file)
     return None
 
 

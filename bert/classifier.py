@@ -27,7 +27,7 @@ from bert.errors import UsageError
 # The classifier's pieces, importable from here as before the split:
 from bert.features import (SHUFFLE_BUFFER, Task, cached_features,  # noqa: F401
                            convert_example, file_fingerprint, input_fn_builder, truncate_pair)
-from bert.model_fn import (CLASSIFIER_DROPOUT, HEAD_VARIABLES,  # noqa: F401
+from bert.model_fn import (CLASSIFIER_DROPOUT, HEAD_VARIABLES, HEAD_WEIGHTS,  # noqa: F401
                            TRAINING_LOSS_ALIAS, ModelFnSettings, _train_op, classifier_head,
                            create_model, model_fn_builder, task_metric_ops)
 from bert.training_hooks import ProgressHook, StopOnSignalHook  # noqa: F401
@@ -35,7 +35,6 @@ from bert.training_hooks import ProgressHook, StopOnSignalHook  # noqa: F401
 tf1 = tf.compat.v1
 log = logging.getLogger("bert")
 
-HEAD_KERNEL = "output_weights"  # Google's classifier head: one row per label
 EVAL_RESULTS_FILE = "eval_results.txt"
 TEST_RESULTS_FILE = "test_results.tsv"
 HPARAMS_FILE = "hparams.json"
@@ -149,9 +148,9 @@ def check_classifier_head(shapes, task_name, folder, flag):
     UsageError naming ``--flag`` otherwise."""
     labels = glue.get_processor(task_name).get_labels()
     needed = 1 if labels is None else len(labels)
-    shape = shapes.get(HEAD_KERNEL)
+    shape = shapes.get(HEAD_WEIGHTS)
     if shape is None:
-        raise UsageError(f"--{flag}={folder}: no classifier head ({HEAD_KERNEL}); a model "
+        raise UsageError(f"--{flag}={folder}: no classifier head ({HEAD_WEIGHTS}); a model "
                          f"fine-tuned on {task_name} is expected")
     if shape[0] != needed:
         raise UsageError(f"--{flag}={folder}: the classifier head has {shape[0]} outputs, "

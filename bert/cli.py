@@ -10,7 +10,6 @@ prints the usage and exits 0 (absl's exits 1).
 """
 import argparse
 import dataclasses
-import errno
 import logging
 import math
 import os
@@ -20,14 +19,13 @@ import sys
 import tensorflow as tf
 from absl import app, flags
 
-from bert.errors import InputError, Interrupted, UsageError
+from bert.errors import NO_SPACE_MESSAGE, InputError, Interrupted, UsageError
 
 tf1 = tf.compat.v1
 
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
 EXIT_SIGNAL_BASE = 128  # the shell's convention: 128 + signal number
-NO_SPACE_MESSAGE = os.strerror(errno.ENOSPC)  # "No space left on device"
 # What asks an absl command line for its usage (absl's own flags would print it and exit 1).
 HELP_ARGUMENTS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
@@ -186,14 +184,19 @@ def require_output_dir(path, flag):
     return path
 
 
+def require_positive(value, flag):
+    require(math.isfinite(value) and value > 0, f"--{flag}={value}: must be positive")
+
+
 def require_in_range(value, flag, low=None, high=None, high_inclusive=True):
     """low <= value (<=|<) high; None leaves that side open, never to inf or nan."""
     ok = value is not None and math.isfinite(value) and (low is None or value >= low)
     if ok and high is not None:
         ok = value <= high if high_inclusive else value < high
     if not ok:
-        bounds = f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}"
-        raise UsageError(f"--{flag}={value}: must be in {bounds}{']' if high_inclusive else ')'}")
+        lower = "(-inf" if low is None else f"[{low:g}"
+        upper = "inf)" if high is None else f"{high:g}{']' if high_inclusive else ')'}"
+        raise UsageError(f"--{flag}={value}: must be in {lower}, {upper}")
     return value
 
 

@@ -108,6 +108,11 @@ class Deployment:
         """None when ``bert_config`` does not use this method's token selection."""
         return None
 
+    def validate_settings(self, settings):
+        """Refuse, in one line naming the flag (``bert.cli.require``), settings of
+        ``settings_type`` that its steps cannot run with: checked before a recipe's first step,
+        where the step's own tool would find them only after the steps before it ran."""
+
     def budget_variants(self, target: BudgetTarget, recipe: RecipeSettings,
                         source_config) -> Sequence[Variant]:
         """The settings worth trying on the model described by ``source_config`` (a

@@ -4,6 +4,10 @@ Every module that validates a file, flag or setting raises a subclass of ``Input
 ``OSError`` for the file system), so the command-line wrapper in ``bert.cli`` can tell bad input
 (one line, exit 1) from a bug (full traceback) without knowing each module's error classes.
 """
+import errno
+import os
+
+NO_SPACE_MESSAGE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
 
 
 class InputError(ValueError):

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 
+from bert.errors import NO_SPACE_MESSAGE
+
 log = logging.getLogger("bert")
 
 TEMP_MARK = "tmp"  # <path>.tmp-<pid>: content being written
@@ -22,10 +24,9 @@ LEFTOVER = re.compile(rf"(.+)\.({TEMP_MARK}|{OLD_MARK})-(\d+)")  # target, mark,
 # A full disk: the errors that say so, and how a library's own error type (TensorFlow's,
 # ONNX Runtime's) says it in its message.
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_NO_SPACE = os.strerror(errno.ENOSPC)
 # /proc/<pid>/stat: the states of a process that has ended (a zombie waits for a parent that
 # may never reap it: one killed with it), and the start time's field after the command name.
-_ENDED_STATES = frozenset("ZXx")
+ENDED_STATES = frozenset("ZXx")
 _START_TIME_FIELD = 19  # starttime (field 22 of proc(5)), counted from the state (field 3)
 _BOOT_TIME_KEY = "btime"
 _START_TIME_SLACK_SECONDS = 2  # the boot time is whole seconds; file times are finer
@@ -89,9 +90,9 @@ def naming_full_disk(path):
             raise
         raise OSError(error.errno, error.strerror, path) from error
     except Exception as error:  # only a full disk is turned into an OSError; the rest goes on
-        if _NO_SPACE not in str(error):
+        if NO_SPACE_MESSAGE not in str(error):
             raise
-        raise OSError(errno.ENOSPC, _NO_SPACE, path) from error
+        raise OSError(errno.ENOSPC, NO_SPACE_MESSAGE, path) from error
 
 
 def write_text_atomic(path, text):
@@ -172,8 +173,12 @@ def remove_leftovers(path):
     for entry in sorted(os.listdir(folder)):
         match = LEFTOVER.fullmatch(entry)
         leftover = os.path.join(folder, entry)
-        if (not match or match.group(1) != name
-                or _running_elsewhere(int(match.group(3)), os.lstat(leftover).st_mtime)):
+        if not match or match.group(1) != name:
+            continue
+        try:  # a live writer may rename or remove its own temp copy meanwhile
+            if _running_elsewhere(int(match.group(3)), os.lstat(leftover).st_mtime):
+                continue
+        except FileNotFoundError:
             continue
         if match.group(2) == OLD_MARK and not os.path.lexists(path):
             log.warning("restoring %s from %s, left by an interrupted write", path, leftover)
@@ -212,7 +217,7 @@ def _running_elsewhere(pid, written_at):
     except PermissionError:  # it runs, as another user
         pass
     state, started_at = _process_state(pid)
-    if state in _ENDED_STATES:
+    if state in ENDED_STATES:
         return False
     return started_at is None or started_at <= written_at + _START_TIME_SLACK_SECONDS
 

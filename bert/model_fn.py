@@ -14,7 +14,8 @@ tf1 = tf.compat.v1
 log = logging.getLogger("bert")
 
 CLASSIFIER_DROPOUT = 0.1  # Google's head keeps this fixed, whatever the config says.
-HEAD_VARIABLES = (r"^output_weights$", r"^output_bias$")  # fresh at fine-tuning start
+HEAD_WEIGHTS, HEAD_BIAS = "output_weights", "output_bias"  # Google's classifier head
+HEAD_VARIABLES = (rf"^{HEAD_WEIGHTS}$", rf"^{HEAD_BIAS}$")  # fresh at fine-tuning start
 TRAINING_LOSS_ALIAS = "loss_1"  # the FLOP seed's TensorBoard name of the training-step loss
 # The FLOP seed's TensorBoard names of the binary metrics, beside our eval_* names.
 BINARY_METRIC_ALIASES = {"precision": "eval_precision", "recall": "eval_recall",
@@ -24,9 +25,9 @@ BINARY_METRIC_ALIASES = {"precision": "eval_precision", "recall": "eval_recall",
 def classifier_head(pooled_output, num_labels, is_training, dropout=CLASSIFIER_DROPOUT):
     """Google's head: ``output_weights`` [num_labels, hidden] and ``output_bias``."""
     hidden = pooled_output.shape[-1]
-    weights = tf1.get_variable("output_weights", [num_labels, hidden],
+    weights = tf1.get_variable(HEAD_WEIGHTS, [num_labels, hidden],
                                initializer=tf1.truncated_normal_initializer(stddev=0.02))
-    bias = tf1.get_variable("output_bias", [num_labels], initializer=tf1.zeros_initializer())
+    bias = tf1.get_variable(HEAD_BIAS, [num_labels], initializer=tf1.zeros_initializer())
     if is_training and dropout:
         pooled_output = modeling.dropout(pooled_output, dropout)
     return tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)

@@ -16,12 +16,11 @@ import tensorflow as tf
 
 from bert import checkpoint, modeling
 from bert.errors import UsageError
-from bert.model_fn import classifier_head
+from bert.model_fn import HEAD_WEIGHTS, classifier_head
 
 tf1 = tf.compat.v1
 
 TEACHER_SCOPE = "teacher"
-HEAD_WEIGHTS = "output_weights"  # a teacher checkpoint with it has a classifier head
 HALF = 0.5  # round half up: round() would send 4.5 to 4 (banker's rounding)
 PROJECTION_SCOPE = "distill"  # learned student→teacher width projections: training state only
 

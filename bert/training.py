@@ -18,12 +18,11 @@ import time
 import tensorflow as tf
 
 from bert import checkpoint
-from bert.errors import Interrupted, TrainingDivergedError
+from bert.errors import NO_SPACE_MESSAGE, Interrupted, TrainingDivergedError
 
 tf1 = tf.compat.v1
 log = logging.getLogger("bert")
 
-NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TF's errors say
 TEMPORARY_NAME = re.compile(r"\.tmp[0-9a-f]+$")
 GLOBAL_STEP = "global_step"
 INPUT_FN_ARGUMENTS = ("params", "config", "input_context")  # what Estimator may pass
@@ -83,7 +82,7 @@ def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learn
     """
     os.makedirs(output_dir, exist_ok=True)
     input_fn = resumed_input(input_fn, checkpoint_step(checkpoint.latest_good_checkpoint(
-        output_dir)))
+        output_dir, repair=estimator.config.is_chief)))
     start = time.time()
     before = set(os.listdir(output_dir))
     try:
@@ -98,7 +97,7 @@ def train_estimator(estimator, input_fn, max_steps, output_dir, stop_hook, learn
             f"rate (--learning_rate={learning_rate:g}); the last good checkpoint is kept: "
             f"{estimator.latest_checkpoint()}") from None
     except tf.errors.OpError as error:
-        if NO_SPACE not in error.message:
+        if NO_SPACE_MESSAGE not in error.message:
             raise
         remove_new_temporaries(output_dir, before)
         raise OSError(errno.ENOSPC, f"no space left on device while training into "

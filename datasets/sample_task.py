@@ -28,11 +28,13 @@ NEGATIVE = ["dull", "clumsy", "tedious", "shallow", "boring", "messy", "flat", "
 INTENSIFIERS = ["", "", "very ", "truly ", "rather ", "quite "]
 NEGATED_INTENSIFIERS = ["", "", "very "]  # "not rather dull" is not English
 OPENERS = ["", "", "honestly , ", "in the end , ", "overall , "]
+NEGATION_SHARE = 0.3  # clauses that say "is not": the model must read the negation
+CONTRAST_SHARE = 0.3  # sentences whose first clause says the opposite of the label
 
 
 def clause(rng, positive):
     """'<subject> is [not] <opinion>': negating the opposite opinion gives the wanted polarity."""
-    negated = rng.random() < 0.3
+    negated = rng.random() < NEGATION_SHARE
     words = NEGATIVE if positive == negated else POSITIVE
     verb, intensifiers = ("is not", NEGATED_INTENSIFIERS) if negated else ("is", INTENSIFIERS)
     return f"{rng.choice(SUBJECTS)} {verb} {rng.choice(intensifiers)}{rng.choice(words)}"
@@ -41,7 +43,7 @@ def clause(rng, positive):
 def sentence(rng, label):
     """One sentence whose polarity is ``label`` (1 positive); after "but", the second clause
     decides."""
-    if rng.random() < 0.3:
+    if rng.random() < CONTRAST_SHARE:
         text = f"{clause(rng, not label)} , but {clause(rng, bool(label))}"
     else:
         text = clause(rng, bool(label))

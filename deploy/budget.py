@@ -27,8 +27,8 @@ from typing import List, Optional, Tuple
 from bert import cli, deployment, files, glue, model_folder, modeling
 from bert.deployment import BudgetTarget, RecipeSettings, StepContext
 from deploy import budget_report, budget_select, peer, steps
+from deploy.budget_select import DENSE, Tried
 
-DENSE = "dense"
 EXPORT_STEP = "export"
 MEASURE_DIR = "measure"
 CANDIDATES_DIR = "candidates"
@@ -63,7 +63,7 @@ class BudgetSettings:
 def validate(settings: BudgetSettings, finetuned_dir=None):
     """Refuse what no search can use, naming the flag; before anything is written."""
     cli.require(settings.max_loss >= 0, f"--max_loss={settings.max_loss}: must be >= 0")
-    cli.require(settings.speedup > 0, f"--speedup={settings.speedup}: must be positive")
+    cli.require_positive(settings.speedup, "speedup")
     cli.require_in_range(settings.batch_size, "batch_size", 1)
     cli.require_in_range(settings.beam, "beam", 1)
     cli.require_in_range(settings.measure_iterations, "measure_iterations", 1)
@@ -212,10 +212,12 @@ def search(settings: BudgetSettings, recipe: RecipeSettings, fine_tuned, fine_tu
             continue
         rows, _ = measure(stage, [named(dense)] + [named(c) for c in built], settings, recipe,
                           root, reference_onnx, dense_digest)
+        stage_dense = _row(rows, DENSE)
         for candidate in built:
-            tried[candidate.label] = (candidate, _row(rows, candidate.label), stage)
+            tried[candidate.label] = Tried(candidate, _row(rows, candidate.label), stage,
+                                           stage_dense)
         pool += [c for c in built if c.label in within_labels(rows, settings)]
-        tried[DENSE] = (dense, _row(rows, DENSE), FINE_TUNED_STAGE)
+        tried[DENSE] = Tried(dense, stage_dense, FINE_TUNED_STAGE, stage_dense)
     # The fine-tuned model's INT8 exports always reach the final round: the fallback when a
     # smaller model's INT8 falls outside the bound.
     finalists = [dense] + [c for c in beam_of(pool, tried, settings) if c.label != DENSE]
@@ -237,10 +239,10 @@ def beam_of(pool, tried, settings):
     """The models the next stage builds on: the ``beam`` fastest within the bound, by their
     measured rows. The fine-tuned model competes like any other, so it is built on only while
     fewer than ``beam`` smaller models are within the bound (before any measurement: alone)."""
-    measured = [tried[c.label][1] for c in pool if c.label in tried]
+    measured = [tried[c.label].row for c in pool if c.label in tried]
     if not measured:
         return [c for c in pool if c.label == DENSE]
-    reference = tried[DENSE][1].dev_metric
+    reference = tried[DENSE].row.dev_metric
     best = budget_select.beam(measured, reference, settings.max_loss, settings.batch_size,
                               settings.beam)
     labels = {row.label for row in best}

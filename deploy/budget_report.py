@@ -14,7 +14,6 @@ REPORT_FILE = "report.md"
 PLOT_FILE = "report.png"
 PLOT_SIZE = (7, 5)
 PLOT_DPI = 120
-DENSE_LABEL = "dense"  # the fine-tuned model's row in every measurement
 
 
 def _line(row, dense, reference, batch_size, stage):
@@ -37,9 +36,8 @@ def markdown(settings, tried, final_rows, dense, choice, shipped):
              f"Shipped: `{shipped}` ({choice.row.label}).", "",
              "## Every candidate, measured after its stage", "", header]
     # Stage rows against the dense row timed in the stage's own process, not the final one.
-    stage_dense = tried.get(DENSE_LABEL, (None, dense))[1]
-    for label, (_, row, stage) in sorted(tried.items()):
-        lines.append(_line(row, stage_dense, reference, batch, stage))
+    for label, entry in sorted(tried.items()):
+        lines.append(_line(entry.row, entry.stage_dense, reference, batch, entry.stage))
     lines += ["", "## Final round: exports of the beam, beside the dense references", "",
               header]
     lines += [_line(row, dense, reference, batch, "final") for row in final_rows]

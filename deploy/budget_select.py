@@ -3,11 +3,12 @@ next stage, and which one ships. Pure functions over measured rows, so a resumed
 reads the same recorded measurements makes the same choice."""
 import csv
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Any, List, NamedTuple, Optional, Sequence
 
 from bert.errors import InputError
 
 METRIC_POINTS = 100.0  # metrics are shares (accuracy 0.85); the bound is in points (1.0 = 0.01)
+DENSE = "dense"  # the fine-tuned model's label, a row of every measurement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,15 @@ class Measured:
     def speed(self, batch_size):
         """Higher is faster: throughput for batches, 1/latency for single examples."""
         return self.throughput if batch_size > 1 else 1000.0 / self.latency_ms
+
+
+class Tried(NamedTuple):
+    """A candidate measured after its stage, with the dense row timed in the same process:
+    its speed-up is against that row, not a dense timing from another moment."""
+    candidate: Any
+    row: Measured
+    stage: str
+    stage_dense: Measured
 
 
 def read_benchmark_csv(path) -> List[Measured]:

@@ -39,7 +39,6 @@ run holds --output_dir: a second run on it refuses in one line while the first w
 """
 import dataclasses
 import functools
-import math
 import os
 import sys
 from typing import Optional
@@ -229,20 +228,15 @@ def validate(settings: CompressSettings):
     cli.require_output_dir(settings.output_dir, "output_dir")
     cli.require(settings.stop_after in (None,) + STEPS,
                 f"--stop_after={settings.stop_after}: expected one of {', '.join(STEPS)}")
-    for name in ("learning_rate", "prune_learning_rate"):
-        cli.require_in_range(getattr(settings, name), name, 0.0)
-    for name in ("epochs", "prune_epochs", "power_epochs", "lambda_learning_rate",
-                 "alpha_learning_rate"):
-        require_positive(getattr(settings, name), name)
-    for name in ("lr_soft_extract", "power_lambda"):  # left out: PoWER-BERT's per-task value
-        if getattr(settings, name) is not None:  # 0 is PoWER-BERT's own "off"
-            cli.require_in_range(getattr(settings, name), name, 0.0)
-    cli.require_in_range(settings.target_sparsity, "target_sparsity", 0.0, 1.0,
-                         high_inclusive=False)
+    cli.require_in_range(settings.learning_rate, "learning_rate", 0.0)
+    cli.require_positive(settings.epochs, "epochs")
     for name in ("train_batch_size", "save_checkpoints_steps"):
         cli.require_in_range(getattr(settings, name), name, 1)
-    for name in ("target_sparsity_warmup", "max_train_examples", "latency_iterations"):
+    for name in ("max_train_examples", "latency_iterations"):
         cli.require_in_range(getattr(settings, name), name, 0)
+    for name in RECIPE_METHODS:
+        description = deployment.find(name)
+        description.validate_settings(settings.for_method(description))
     validate_inputs(settings)
 
 
@@ -262,10 +256,6 @@ def validate_inputs(settings: CompressSettings):
                                             "model_dir")
     cli.require_in_range(settings.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH,
                          model.bert_config.max_position_embeddings)
-
-
-def require_positive(value, flag):
-    cli.require(math.isfinite(value) and value > 0, f"--{flag}={value}: must be positive")
 
 
 def run_recipe(settings: CompressSettings):

@@ -13,13 +13,13 @@ import tensorflow as tf
 
 from bert import checkpoint, cli, distribution, methods, model_folder, modeling, tokenization
 from bert.classifier import classifier_head, convert_example
+from bert.model_fn import HEAD_WEIGHTS
 from bert.errors import InputError
 from bert.glue import InputExample
 
 tf1 = tf.compat.v1
 
 FOLDER_EXPECTED = "a model folder with bert_config.json, vocab and a checkpoint"
-HEAD_WEIGHTS = "output_weights"
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 LOGITS = "logits"
 EXPORT_INFO = "export.json"  # beside every export: what it was made from, and how
@@ -107,9 +107,10 @@ class OnnxRunner:
     """An ONNX model's logits in one onnxruntime session, with the same call as TensorFlowRunner.
 
     ``threads`` intra-op threads and one inter-op thread (a BERT graph is a chain: parallel
-    branches buy nothing), every graph optimisation but SLOWER_FUSIONS, CPU only. Idle threads sleep instead of
-    spinning: a spinning pool takes the cores of whatever runs next (another model timed side
-    by side); on 2 cores it nearly halved the measured speed of interleaved sessions.
+    branches buy nothing), every graph optimisation but SLOWER_FUSIONS, CPU only. Idle threads
+    sleep instead of spinning: a spinning pool takes the cores of whatever runs next (another
+    model timed side by side); on 2 cores it nearly halved the measured speed of interleaved
+    sessions.
     """
 
     def __init__(self, onnx_file, threads=0):

@@ -17,8 +17,7 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from bert import checkpoint, methods, model_folder, modeling, teacher
-from bert.teacher import (attention_map_loss, hidden_state_loss, layer_pairs,  # noqa: F401
-                          uniform_layer_map)
+from bert.teacher import attention_map_loss, hidden_state_loss, layer_pairs  # noqa: F401
 from bert.errors import UsageError
 
 tf1 = tf.compat.v1
@@ -38,12 +37,7 @@ def load_teacher(teacher_model_dir, flag="teacher_model_dir"):
     """(config, checkpoint prefix) of a teacher's model folder, its checkpoint read whole (a
     damaged one fails now, not mid-training); an InputError naming ``--flag`` otherwise."""
     teacher_folder = model_folder.load(teacher_model_dir, flag, "the teacher's model folder",
-                                       need_vocab=False)
-    try:
-        checkpoint.verify_checkpoint(teacher_folder.checkpoint_prefix)
-    except checkpoint.CheckpointDamagedError as error:
-        raise checkpoint.CheckpointDamagedError(f"--{flag}={teacher_model_dir}: {error}") \
-            from None
+                                       need_vocab=False, verify_weights=True)
     return teacher_folder.bert_config, teacher_folder.checkpoint_prefix
 
 

@@ -79,7 +79,6 @@ PROCEDURE_SETTINGS = ("output_dir", "save_checkpoints_steps", "keep_checkpoint_m
                       "log_every_n_steps")
 PATH_SETTINGS = ("input_files", "bert_config_file", "vocab_file", "teacher_model_dir",
                  "init_checkpoint")
-LOG_EVERY_DOCUMENTS = 10000
 
 
 # Making the data --------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ STUDENT_VARIABLES = (r"^bert/",) + HEAD_VARIABLES  # what the student's model fo
 # Settings of how a run proceeds, not of what it learns: a re-run may change them.
 PROCEDURE_SETTINGS = ("output_dir", "features_dir", "save_checkpoints_steps",
                       "keep_checkpoint_max", "log_every_n_steps", "eval_batch_size",
-                      "predict_batch_size")
+                      "predict_batch_size", "do_eval", "do_predict", "write_submission",
+                      "evaluate_every_checkpoint", "devices", "distribution")
 PATH_SETTINGS = ("data_dir", "vocab_file", "bert_config_file", "init_checkpoint",
                  "teacher_checkpoint")
 LOSS_FLAGS = ("temperature", "logit_weight", "hidden_weight", "attention_weight", "task_weight",

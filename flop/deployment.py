@@ -120,6 +120,14 @@ class FlopDeployment(deployment.Deployment):
                                result_fields=()))
     budget_stage = deployment.PRUNE
 
+    def validate_settings(self, settings: PruneSettings):
+        cli.require_in_range(settings.target_sparsity, "target_sparsity", 0.0, 1.0,
+                             high_inclusive=False)
+        cli.require_in_range(settings.prune_learning_rate, "prune_learning_rate", 0.0)
+        for name in ("prune_epochs", "lambda_learning_rate", "alpha_learning_rate"):
+            cli.require_positive(getattr(settings, name), name)
+        cli.require_in_range(settings.target_sparsity_warmup, "target_sparsity_warmup", 0)
+
     def budget_variants(self, target: BudgetTarget, recipe: RecipeSettings, source_config):
         """Only on a model at its full width: not a student, not pruned before."""
         if any(key in source_config.extra for key in WIDTH_CUT_KEYS):

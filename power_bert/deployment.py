@@ -5,7 +5,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from bert import deployment
+from bert import cli, deployment
 from bert.deployment import BudgetTarget, RecipeSettings, RecipeStep, TokenCount, Variant
 from power_bert import main, steps
 from power_bert.method import EXTRACT_NAME
@@ -44,6 +44,12 @@ class PowerBertDeployment(deployment.Deployment):
     settings_type = PowerSettings
     recipe_steps = (RecipeStep(POWER, "power_bert.main", power_flags, model=RETRAINED_MODEL),)
     budget_stage = deployment.TOKENS
+
+    def validate_settings(self, settings: PowerSettings):
+        cli.require_positive(settings.power_epochs, "power_epochs")
+        for name in ("lr_soft_extract", "power_lambda"):  # None: the per-task value
+            if getattr(settings, name) is not None:  # 0 is allowed: that term off
+                cli.require_in_range(getattr(settings, name), name, 0.0)
 
     def token_count(self, bert_config):
         retention = bert_config.extra.get(RETENTION_CONFIG_KEY)

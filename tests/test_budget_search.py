@@ -23,6 +23,7 @@ DENSE_METRIC = 0.85
 DENSE_THROUGHPUT = 100.0
 INT8_FACTOR = {"dynamic": 2.0, "static": 2.2, "fp32": 1.0}
 CHANGED = {"tokens": {}}  # a test changes the tokens method's setting here
+SLOWDOWN = {}  # measurement folder -> factor on every speed timed in that process (a busy CPU)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,8 @@ def _chain(label):
                                             for part in name.split(budget.CHAIN_SEPARATOR)]
 
 
-def _row(label, engine):
-    loss, speed = 0.0, 1.0
+def _row(label, engine, slowdown=1.0):
+    loss, speed = 0.0, slowdown
     for method, variant in _chain(label):
         loss += EFFECTS[method][variant][0]
         speed *= EFFECTS[method][variant][1]
@@ -81,7 +82,8 @@ def _fake_run(command, step):
     elif module == "deploy.benchmark":
         names = [flag.split("=")[0] for flag in command[3:] if not flag.startswith("--")]
         lines = ["model,engine,dev_metric,latency_p50_ms,throughput,flop_reduction"]
-        lines += [_row(name, "tf" if ":" not in name else "onnx") for name in names]
+        slowdown = SLOWDOWN.get(os.path.basename(flags["output_dir"]), 1.0)
+        lines += [_row(name, "tf" if ":" not in name else "onnx", slowdown) for name in names]
         os.makedirs(flags["output_dir"], exist_ok=True)
         with open(os.path.join(flags["output_dir"], "benchmark.csv"), "w") as handle:
             handle.write("\n".join(lines) + "\n")
@@ -96,6 +98,7 @@ def fake_search(tmp_path, monkeypatch):
     monkeypatch.setattr(steps, "run_command", _fake_run)
     monkeypatch.setattr(budget.peer, "missing_reason", lambda: "not in this test")
     CHANGED["tokens"] = {}
+    SLOWDOWN.clear()
     recipe = RecipeSettings("SST-2", str(tmp_path / "data"), 16, 8, 0, 1)
     settings = budget.BudgetSettings(max_loss=1.0, speedup=8.0, batch_size=32, beam=2)
 
@@ -133,6 +136,18 @@ def test_stages_chain_the_bound_drops_and_the_fastest_within_ships(fake_search, 
     assert "budget met" in report and (out / "report.png").stat().st_size > 0
     assert (out / budget.SHIPPED_DIR / "model.int8.onnx").read_text().endswith(
         os.path.join("student-small+tokens-keep+prune-half", "1_prune"))
+
+
+def test_each_stage_row_is_compared_with_the_dense_row_timed_beside_it(fake_search):
+    """A stage measured while the CPU was busy (every row half as fast) still reports its
+    candidates' speed-up against its own dense row, not the dense row of another stage."""
+    search, out = fake_search
+    SLOWDOWN[BUDGET_STAGES[0]] = 0.5
+    search()
+    lines = (out / "report.md").read_text().split("## Final round")[0].splitlines()
+    student = next(line for line in lines if line.startswith("| student-small |"))
+    tokens = next(line for line in lines if line.startswith("| student-small+tokens-keep |"))
+    assert student.rstrip(" |").endswith("| 3.00") and tokens.rstrip(" |").endswith("| 4.50")
 
 
 def test_a_rerun_after_a_changed_setting_reruns_exactly_that_step_and_what_follows(

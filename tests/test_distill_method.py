@@ -13,7 +13,8 @@ from bert import checkpoint, methods, modeling
 from bert.classifier import classifier_head
 from bert.errors import UsageError
 from conftest import REPO_ROOT
-from distill.method import DistillHooks, DistillSettings, uniform_layer_map
+from bert.teacher import uniform_layer_map
+from distill.method import DistillHooks, DistillSettings
 from tiny_bert import (classifier_logits, example_inputs, initializer_weights, random_weights,
                        tiny_config, write_sst2_task, write_tiny_model)
 

@@ -101,6 +101,21 @@ def test_damaged_newest_checkpoint_is_skipped_and_state_rewritten(tmp_path, capl
     assert sum("removing" in message and "model.ckpt-3" in message for message in messages) == 2
 
 
+def test_a_task_that_does_not_own_the_folder_only_reads_it(tmp_path):
+    """A cluster's worker finds the same checkpoint as the chief but leaves the repair to it."""
+    model_dir = estimator_folder(tmp_path)
+    truncate(os.path.join(model_dir, "model.ckpt-2" + DATA_SUFFIX))
+    (tmp_path / "model.ckpt-3_temp").mkdir()
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in tmp_path.iterdir())
+    assert checkpoint.latest_good_checkpoint(model_dir, repair=False) == os.path.join(
+        model_dir, "model.ckpt-1")
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in tmp_path.iterdir()) == before
+
+    truncate(os.path.join(model_dir, "model.ckpt-1" + DATA_SUFFIX))
+    assert checkpoint.latest_good_checkpoint(model_dir, repair=False) is None
+    assert (tmp_path / checkpoint.STATE_FILE).exists()
+
+
 def test_good_newest_checkpoint_leaves_state_untouched(tmp_path):
     model_dir = estimator_folder(tmp_path)
     before = (tmp_path / checkpoint.STATE_FILE).read_bytes()

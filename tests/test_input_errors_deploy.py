@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from bert import checkpoint, cli
+from bert import checkpoint, cli, files
 from conftest import REPO_ROOT
 from deploy import benchmark, budget, compress
 import tiny_bert
@@ -32,7 +32,6 @@ STOP_SECONDS = 20  # a step's tool, sent SIGTERM when the recipe dies, saves and
 POLL_SECONDS = 0.2
 LONG_EPOCHS = 5000  # a fine-tuning that outlasts the test
 CHECKPOINT_STEPS = 5
-ENDED_STATES = "ZXx"  # /proc states of processes that have ended (a zombie awaits its reaping)
 LONG_AGO = 946684800  # 2000-01-01: before any process now running started
 SMALL_DISK = "8k"  # a tmpfs that a tiny model's SavedModel does not fit in
 FULL_DISK_VARIABLE = "BERT_PRUNING_TEST_FULL_DISK"
@@ -173,7 +172,7 @@ def processes_of(output):
     for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
         try:
             state = stat.read_text().rpartition(")")[2].split()[0]
-            if state not in ENDED_STATES and str(output).encode() in (
+            if state not in files.ENDED_STATES and str(output).encode() in (
                     stat.parent / "cmdline").read_bytes():
                 found.append(int(stat.parent.name))
         except (OSError, IndexError):
@@ -225,7 +224,7 @@ def truncated_model(world, tmp_path):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--prune_learning_rate=-1"], "--prune_learning_rate=-1.0: must be in [0, inf]"),
+    (["--prune_learning_rate=-1"], "--prune_learning_rate=-1.0: must be in [0, inf)"),
     (["--power_epochs=0"], "--power_epochs=0: must be positive"),
     (["--max_seq_length=65"], "--max_seq_length=65: must be in [3, 64]"),
     (["--speed", "2", "--recipe=budget"], "unrecognized arguments: --speed 2"),

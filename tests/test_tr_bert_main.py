@@ -97,7 +97,7 @@ def test_bad_flag_is_one_line(stages, tmp_path):
                   script=True)
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
-    assert lines[-1] == f"{PROGRAM}: error: --alpha=-1.0: must be in [0, inf]", lines[-1]
+    assert lines[-1] == f"{PROGRAM}: error: --alpha=-1.0: must be in [0, inf)", lines[-1]
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "out").exists()
 

@@ -12,6 +12,8 @@ import tempfile
 import numpy as np
 import onnxruntime
 
+from deploy import inference
+
 BATCH, SEQ, THREADS, RUNS, SHOWN = 32, 128, 2, 6, 8
 ID_RANGE = (1000, 2000)  # ordinary word pieces of an uncased BERT vocabulary
 
@@ -35,12 +37,17 @@ def main(path):
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "ort_profile")
     options.intra_op_num_threads = THREADS
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    options.add_session_config_entry(inference.ORT_SPINNING_KEY, "0")
+    # The graph our runtime runs (deploy.inference.OnnxRunner's session options).
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=list(inference.SLOWER_FUSIONS))
     feeds = feeds_for(session)
     for _ in range(RUNS):
         session.run(None, feeds)
-    with open(session.end_profiling()) as handle:
+    profile = session.end_profiling()
+    with open(profile) as handle:
         events = json.load(handle)
+    os.remove(profile)
     per_op = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
