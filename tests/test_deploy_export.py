@@ -21,7 +21,7 @@ from conftest import REPO_ROOT
 from deploy import export, inference
 from flop import factorize
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
-from tiny_bert import (WORDS, random_weights, tiny_config, write_sst2_task, write_tiny_model,
+from tiny_bert import (random_sentences, random_weights, tiny_config, write_sst2_task, write_tiny_model,
                        write_vocab)
 
 tf1 = tf.compat.v1
@@ -52,14 +52,7 @@ TRICKY_PAIRS = [
 
 
 def sentences(seed=0):
-    """Pairs and single sentences of the tiny vocabulary, some longer than MAX_SEQ_LENGTH."""
-    rng = np.random.RandomState(seed)
-    words = WORDS + [".", ",", "?"]
-
-    def text(low, high):
-        return " ".join(rng.choice(words, rng.randint(low, high))).capitalize()
-
-    return [(text(1, 20), text(1, 12) if index % 2 else None) for index in range(NUM_SENTENCES)]
+    return random_sentences(NUM_SENTENCES, seed)
 
 
 def reference_logits(model_dir, pairs):

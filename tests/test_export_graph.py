@@ -18,7 +18,7 @@ from bert import checkpoint, modeling
 from deploy import export, inference, onnx_fusions, onnx_graph
 from flop import factorize, remove_mask
 from power_bert.token_selectors import RETENTION_CONFIG_KEY
-from tiny_bert import (WORDS, random_weights, tiny_config, write_factorized_model,
+from tiny_bert import (random_sentences, random_weights, tiny_config, write_factorized_model,
                        write_sst2_task, write_tiny_model)
 from tr_bert import method as tr_method
 from tr_bert.policy import policy_scope
@@ -48,14 +48,7 @@ UNFUSED_LAYER_NORM_OPS = ("GlobalAveragePool", "Sqrt", "Reciprocal")
 
 
 def sentences(seed=0):
-    """Pairs and single sentences of the tiny vocabulary, some longer than MAX_SEQ_LENGTH."""
-    rng = np.random.RandomState(seed)
-    words = WORDS + [".", ",", "?"]
-
-    def text(low, high):
-        return " ".join(rng.choice(words, rng.randint(low, high))).capitalize()
-
-    return [(text(1, 20), text(1, 12) if index % 2 else None) for index in range(NUM_SENTENCES)]
+    return random_sentences(NUM_SENTENCES, seed)
 
 
 def policy_weights(config, seed=3):

@@ -136,6 +136,18 @@ def compress_command(inputs, output_dir, *extra, **overrides):
             *extra]
 
 
+def random_sentences(count, seed=0):
+    """``count`` pairs and single sentences of the tiny vocabulary, up to 20 + 12 words (longer
+    than the tests' sequence lengths: truncation is exercised too)."""
+    rng = np.random.RandomState(seed)
+    words = WORDS + PUNCTUATION
+
+    def text(low, high):
+        return " ".join(rng.choice(words, rng.randint(low, high))).capitalize()
+
+    return [(text(1, 20), text(1, 12) if index % 2 else None) for index in range(count)]
+
+
 def example_inputs(vocab_size, seed=1):
     rng = np.random.RandomState(seed)
     ids = rng.randint(0, vocab_size, [BATCH, SEQ]).astype(np.int32)
