@@ -310,7 +310,15 @@ def run_budget_recipe(settings: CompressSettings, search: "budget.BudgetSettings
                                  settings.output_dir)
 
 
+# Folders as the steps record them: one spelling per folder (relative or absolute, through a
+# link or not), so a re-run typed differently reuses what is done instead of re-running it.
+PATH_FLAGS = ("data_dir", "model_dir", "output_dir", "finetuned_dir")
+
+
 def run(args):
+    for name in PATH_FLAGS:
+        if getattr(args, name):
+            setattr(args, name, os.path.realpath(getattr(args, name)))
     settings = CompressSettings.from_namespace(args)
     if recipe_of(args) == BUDGET:
         run_budget_recipe(settings, budget_settings(args), args.finetuned_dir)

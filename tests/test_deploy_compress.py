@@ -1,6 +1,8 @@
 """deploy.compress on a tiny model: every step runs, a run stopped between steps or by a signal
 resumes where it was, and the compound model carries both methods in its config."""
 import json
+import os
+import pathlib
 import signal
 import subprocess
 
@@ -36,7 +38,10 @@ def test_resumes_after_a_stop_between_steps(inputs, tmp_path):
     assert "stopped after 2_factorize" in first.stdout
     assert not (output / compress.PRUNE_DIR).exists()
 
-    second = run(inputs, output, f"--stop_after={compress.POWER_DIR}")
+    # The same folders typed relative to the working folder: the steps done are still done.
+    relative = pathlib.Path(os.path.relpath(inputs, REPO_ROOT))
+    second = run(relative, os.path.relpath(output, REPO_ROOT),
+                 f"--stop_after={compress.POWER_DIR}")
     assert second.returncode == 0, second.stderr[-3000:]
     for step in (compress.FINE_TUNE_DIR, compress.FACTORIZED_DIR):
         assert f"{step}: already done, skipped" in second.stdout
