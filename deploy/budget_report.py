@@ -36,7 +36,7 @@ def markdown(settings, tried, final_rows, dense, choice, shipped):
              f"Shipped: `{shipped}` ({choice.row.label}).", "",
              "## Every candidate, measured after its stage", "", header]
     # Stage rows against the dense row timed in the stage's own process, not the final one.
-    for label, entry in sorted(tried.items()):
+    for _, entry in sorted(tried.items()):
         lines.append(_line(entry.row, entry.stage_dense, reference, batch, entry.stage))
     lines += ["", "## Final round: exports of the beam, beside the dense references", "",
               header]
