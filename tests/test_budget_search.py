@@ -102,8 +102,8 @@ def fake_search(tmp_path, monkeypatch):
     recipe = RecipeSettings("SST-2", str(tmp_path / "data"), 16, 8, 0, 1)
     settings = budget.BudgetSettings(max_loss=1.0, speedup=8.0, batch_size=32, beam=2)
 
-    def search(beam=settings.beam):
-        return budget.run_budget(dataclasses.replace(settings, beam=beam), recipe,
+    def search(beam=settings.beam, **changes):
+        return budget.run_budget(dataclasses.replace(settings, beam=beam, **changes), recipe,
                                  str(tmp_path / "fine_tuned"), "digest", str(tmp_path / "out"))
     return search, tmp_path / "out"
 
@@ -148,6 +148,20 @@ def test_each_stage_row_is_compared_with_the_dense_row_timed_beside_it(fake_sear
     student = next(line for line in lines if line.startswith("| student-small |"))
     tokens = next(line for line in lines if line.startswith("| student-small+tokens-keep |"))
     assert student.rstrip(" |").endswith("| 3.00") and tokens.rstrip(" |").endswith("| 4.50")
+
+
+def test_a_latency_target_becomes_the_speed_up_over_the_measured_dense_latency(
+        fake_search, capsys):
+    """--latency_ms X --batch_size 1: the dense model's measured p50 (10 ms here) sets the
+    speed-up to reach, and candidates are ranked by latency."""
+    search, out = fake_search
+    dense_ms = 1000.0 / DENSE_THROUGHPUT
+    choice = search(batch_size=1, latency_ms=dense_ms / 5)  # --speedup keeps its default
+    assert f"{5:.2f}x the dense model's measured batch-1 latency" in capsys.readouterr().out
+    assert choice.meets_loss and choice.meets_speed
+    assert choice.row.label == "student-small+tokens-keep+prune-half:static"
+    assert choice.row.latency_ms == pytest.approx(dense_ms / (3.0 * 1.5 * 1.2 * 2.2))
+    assert "target: 5x the dense model" in (out / "report.md").read_text()
 
 
 def test_a_rerun_after_a_changed_setting_reruns_exactly_that_step_and_what_follows(
