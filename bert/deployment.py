@@ -14,6 +14,9 @@ description says
   typed settings when the step runs, in a folder the recipe numbers, leaving a model folder;
   ``result_fields`` names the settings that decide a step's result (``deploy.steps`` re-runs a
   step, and the steps after it, when one of them changed);
+* ``int8_ranges(bert_config, values)``: for a model trained quantization-aware, the INT8
+  scale and zero point its training learned for the input of each kernel (by the kernel's
+  variable name), so the INT8 export uses them instead of finding its own;
 * ``budget_stage`` and ``budget_variants(target, source_config)``: where the method sits in a
   budget search (a student first, then token reduction, then pruning: ``BUDGET_STAGES``) and
   the settings worth trying on a given model for a given target (a student's speed-up, a
@@ -97,6 +100,13 @@ class Variant:
     settings: object  # an instance of the method's ``settings_type``
 
 
+@dataclasses.dataclass(frozen=True)
+class Int8Range:
+    """A learned UINT8 quantization of one activation: real = (q − zero_point)·scale."""
+    scale: float
+    zero_point: int
+
+
 class Deployment:
     """A method's description for deployment; the defaults: no token selection, no steps."""
     name = ""
@@ -106,6 +116,11 @@ class Deployment:
 
     def token_count(self, bert_config) -> Optional[TokenCount]:
         """None when ``bert_config`` does not use this method's token selection."""
+        return None
+
+    def int8_ranges(self, bert_config, values) -> Optional[Mapping[str, Int8Range]]:
+        """{kernel variable name: its input's learned range} of a model folder (``values``: its
+        checkpoint); None when the model was not trained with this method's quantization."""
         return None
 
     def validate_settings(self, settings):

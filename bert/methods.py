@@ -124,6 +124,9 @@ class Method:
     name = "fine_tune"
     # Regexes of graph variables that may be absent from the checkpoint a run starts from.
     allow_missing = ()
+    # True for a method whose graph simulates INT8 (fake quantization): a float export leaves
+    # it out, and the INT8 export takes its learned ranges (``bert.deployment``) instead.
+    simulates_int8 = False
 
     def build(self, bert_config, is_training) -> GraphHooks:
         return GraphHooks()

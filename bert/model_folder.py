@@ -2,11 +2,13 @@
 
 Reading one (config, checkpoint, vocabulary) with errors that name the flag, defaulting a run's
 config and vocabulary to a folder's, making a folder of a config and vocabulary, writing one
-whole (a reader never finds it missing or half written), and dropping the Estimator's
-checkpoints once a model folder holds the result.
+whole (a reader never finds it missing or half written), writing one of the model's part of a
+training checkpoint, and dropping the Estimator's checkpoints once a model folder holds the
+result.
 """
 import dataclasses
 import os
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -122,6 +124,19 @@ def write_model_folder(output_dir, config, vocab_file, values, step, source, fla
         raise OSError(error.errno, f"cannot write model folder {output_dir} "
                                    f"({error.strerror})") from error
     return output_dir
+
+
+def write_from_training_checkpoint(training_checkpoint, model_dir, config, vocab_file, keep,
+                                   step, source, flags=None):
+    """The model's weights of a training checkpoint as a plain model folder: only variables
+    matching a ``keep`` regex (no MLM head, no distillation projections, no optimizer state),
+    with the checkpoint's global step so evaluations of the folder log at the trained step."""
+    values = checkpoint.read_checkpoint(training_checkpoint)
+    kept = {name: value for name, value in values.items()
+            if any(re.search(pattern, name) for pattern in keep)}
+    kept["global_step"] = tf.train.load_checkpoint(training_checkpoint).get_tensor("global_step")
+    return write_model_folder(model_dir, config, vocab_file, kept, step=step, source=source,
+                              flags=flags)
 
 
 def drop_training_checkpoints(training_dir):

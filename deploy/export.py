@@ -2,7 +2,7 @@
 
     python -m deploy.export --model_dir models/compact --output_dir exported/compact \\
         [--max_seq_length 128] [--do_lower_case true] [--task_name SST-2 --data_dir data/SST-2]
-        [--int8_mode dynamic|static] [--calibration_examples 128]
+        [--int8_mode dynamic|static|learned] [--calibration_examples 128]
 
 Any model folder with a classifier head (dense, FLOP-compact, PoWER-BERT, both) is built from
 its config alone (``deploy.inference``). The output folder holds:
@@ -17,7 +17,9 @@ its config alone (``deploy.inference``). The output folder holds:
   ONNX Runtime's Attention and Gelu, ONNX's LayerNormalization: ``deploy.onnx_fusions``);
   ``model.int8.onnx``: it quantized to INT8 by ONNX Runtime, ``--int8_mode dynamic`` (the
   default) or ``static``: activation scales calibrated on the first --calibration_examples
-  train examples of --task_name in --data_dir (``deploy.onnx_int8``).
+  train examples of --task_name in --data_dir, or ``learned`` (the default for a model trained
+  quantization-aware): the scales its training learned (``deploy.onnx_int8``). The ONNX files
+  come from the model's float graph; its fake quantization is what the INT8 file runs.
 * ``vocab.txt`` and ``export.json`` (inputs, labels, settings and, with --task_name and
   --data_dir, the dev metric of every format and their largest logit difference).
 
@@ -25,6 +27,7 @@ The folder is built under a temporary name and renamed when complete: a failed e
 nothing, and an earlier export at that path is replaced only by a complete one.
 """
 import contextlib
+import gzip
 import logging
 import os
 import shutil
@@ -36,7 +39,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf2onnx
 
-from bert import cli, files, glue, metrics, tokenization
+from bert import checkpoint, cli, deployment, files, glue, metrics, tokenization
 from bert.classifier import MIN_SEQ_LENGTH
 from bert.errors import UsageError
 from deploy import inference, onnx_fusions, onnx_int8
@@ -63,6 +66,9 @@ TF2ONNX_LOGGER = "tf2onnx"
 INT8_PER_CHANNEL = True
 CALIBRATION_EXAMPLES = 128  # --calibration_examples default: enough for stable MinMax ranges
 CALIBRATION_BATCH_SIZE = 16
+# The learned mode's calibrator pass needs one batch; every range it quantizes is given.
+LEARNED_PLACEHOLDER_FEED = {name: np.ones([1, MIN_SEQ_LENGTH], np.int32)
+                            for name in inference.INPUT_NAMES}
 COMPARE_BATCH_SIZE = 32
 CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
 PAIR_SPECIAL_TOKENS = 3  # [CLS] a [SEP] b [SEP]
@@ -257,10 +263,26 @@ def calibration_feeds(model, args):
             for start in range(0, len(pairs), CALIBRATION_BATCH_SIZE)]
 
 
-def write_int8(onnx_path, path, mode=onnx_int8.DYNAMIC, feeds=None):
-    """``onnx_path`` quantized to INT8 weights per output column (``mode``: onnx_int8.MODES;
-    ``feeds`` calibrate the static one)."""
-    onnx_int8.write(mode, onnx_path, path, INT8_PER_CHANNEL, feeds)
+def write_int8(onnx_path, path, mode=onnx_int8.DYNAMIC, feeds=None, learned=None):
+    """``onnx_path`` quantized to INT8 (``mode``: onnx_int8.MODES): weights per output column,
+    ``feeds`` calibrate the static mode; the learned mode takes ``learned`` (LearnedInt8)."""
+    if mode == onnx_int8.LEARNED:
+        onnx_int8.write_learned(onnx_path, path, learned.ranges, learned.kernels,
+                                feeds or [LEARNED_PLACEHOLDER_FEED])
+    else:
+        onnx_int8.write(mode, onnx_path, path, INT8_PER_CHANNEL, feeds)
+
+
+class LearnedInt8:
+    """The INT8 ranges a model folder's quantization-aware training learned (every method's
+    ``bert.deployment.Deployment.int8_ranges``) and the kernels they belong to."""
+
+    def __init__(self, model):
+        values = checkpoint.read_checkpoint(model.checkpoint_prefix)
+        self.ranges = {}
+        for description in deployment.descriptions():
+            self.ranges.update(description.int8_ranges(model.bert_config, values) or {})
+        self.kernels = {name: values[name] for name in self.ranges}
 
 
 class SavedModelRunner:
@@ -360,6 +382,12 @@ def validate(args):
                     f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
                     f"head has {model.num_labels}")
         cli.require_dir(args.data_dir, "data_dir", f"the {args.task_name} data")
+    learned = LearnedInt8(model)
+    if args.int8_mode is None:
+        args.int8_mode = onnx_int8.LEARNED if learned.ranges else onnx_int8.DYNAMIC
+    cli.require(args.int8_mode != onnx_int8.LEARNED or learned.ranges,
+                f"--int8_mode learned: --model_dir={args.model_dir} has no learned INT8 ranges "
+                "(it was not trained quantization-aware)")
     if args.int8_mode == onnx_int8.STATIC:
         cli.require(args.task_name is not None, "--int8_mode static calibrates on train "
                                                 "examples: give --task_name and --data_dir")
@@ -367,7 +395,7 @@ def validate(args):
         cli.require_file(os.path.join(args.data_dir, train_file), "data_dir",
                          f"the {args.task_name} {train_file} that calibrates --int8_mode static")
     cli.require_in_range(args.calibration_examples, "calibration_examples", 1)
-    return model
+    return model, learned
 
 
 def describe(model, args, labels):
@@ -405,6 +433,10 @@ def describe(model, args, labels):
 
 
 def int8_description(args):
+    if args.int8_mode == onnx_int8.LEARNED:
+        return ("onnxruntime quantize_static (QDQ) of every encoder kernel's MatMul with the "
+                "UInt8 activation scales and zero points its quantization-aware training "
+                "learned, QInt8 weights per tensor (symmetric, max|w|/127)")
     if args.int8_mode == onnx_int8.STATIC:
         return (f"onnxruntime quantize_static (QDQ) of every MatMul (Attention split into "
                 f"MatMuls and MultiHeadAttention): UInt8 activations calibrated (MinMax) on "
@@ -423,8 +455,10 @@ def read_task(model, args):
     return processor.get_labels(), processor.get_dev_examples(args.data_dir), feeds
 
 
-def write_export(model, args, folder, task):
-    """Everything into ``folder`` (``task``: read_task's); returns export.json's content."""
+def write_export(model, args, folder, task, learned=None):
+    """Everything into ``folder`` (``task``: read_task's; ``learned``: LearnedInt8); returns
+    export.json's content. The ONNX files come from the float graph: a simulated INT8 is the
+    INT8 file's, and the checkpoint's logits (with it) are what that file is compared to."""
     labels, examples, feeds = task
     vocab_file = os.path.join(folder, VOCAB_FILE)
     shutil.copyfile(model.vocab_file, vocab_file)
@@ -432,18 +466,21 @@ def write_export(model, args, folder, task):
     write_saved_model(model, os.path.join(folder, SAVED_MODEL_DIR), vocab_file,
                       args.do_lower_case, args.max_seq_length)
     runner = inference.TensorFlowRunner(model)
+    float_runner = (runner if model.float_method_list == model.method_list
+                    else inference.TensorFlowRunner(model, simulated_int8=False))
     try:
         log.info("converting to ONNX and quantizing to INT8")
         with quiet_converters():
-            write_onnx(runner, os.path.join(folder, ONNX_FILE))
+            write_onnx(float_runner, os.path.join(folder, ONNX_FILE))
             write_int8(os.path.join(folder, ONNX_FILE), os.path.join(folder, INT8_FILE),
-                       args.int8_mode, feeds)
+                       args.int8_mode, feeds, learned)
         pairs = (SAMPLE_PAIRS if examples is None
                  else [(example.text_a, example.text_b) for example in examples])
         logits = compare_formats(model, runner, folder, pairs, args.max_seq_length,
                                  args.do_lower_case)
     finally:
         runner.close()
+        float_runner.close()
     summary = describe(model, args, labels)
     summary["compared_on"] = (f"{len(pairs)} built-in sample sentences" if examples is None
                               else f"{len(pairs)} {args.task_name} dev examples")
@@ -456,8 +493,26 @@ def write_export(model, args, folder, task):
     if examples is not None:
         metric, values = dev_metrics(args.task_name, examples, logits, labels)
         summary["dev"] = {"metric": metric, "examples": len(examples), **values}
+    summary["sizes"] = file_sizes(folder, model)
     files.write_json_atomic(os.path.join(folder, EXPORT_FILE), summary)
     return summary
+
+
+def file_sizes(folder, model):
+    """Bytes of each file, stored and gzip'd (level 9): a sparse model's zeros cost little
+    space only once compressed. The checkpoint is the model folder's weights."""
+    paths = {name: [os.path.join(folder, name)] for name in (ONNX_FILE, INT8_FILE)}
+    paths["checkpoint"] = sorted(tf.io.gfile.glob(f"{model.checkpoint_prefix}.data-*"))
+    sizes = {}
+    for name, shards in paths.items():
+        content = b"".join(open_bytes(path) for path in shards)
+        sizes[name] = {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9))}
+    return sizes
+
+
+def open_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def format_summary(summary, output_dir):
@@ -466,6 +521,9 @@ def format_summary(summary, output_dir):
              f"max |logit - checkpoint logit| on {summary['compared_on']}: " + ", ".join(
                  f"{name} {value:.2e}" for name, value
                  in summary["max_abs_logit_diff_vs_checkpoint"].items())]
+    lines.append("sizes (gzip'd): " + ", ".join(
+        f"{name} {size['bytes'] / 1e6:.2f} MB ({size['gzip_bytes'] / 1e6:.2f} MB)"
+        for name, size in summary["sizes"].items()))
     if "int8_argmax_agreement" in summary:
         lines.append(f"INT8 argmax = checkpoint argmax on {summary['int8_argmax_agreement']:.1%}")
     dev = summary.get("dev")
@@ -477,10 +535,10 @@ def format_summary(summary, output_dir):
 
 
 def run(args):
-    model = validate(args)
+    model, learned = validate(args)
     task = read_task(model, args)
     with files.atomic_folder(args.output_dir) as folder:
-        summary = write_export(model, args, folder, task)
+        summary = write_export(model, args, folder, task, learned)
     print(format_summary(summary, args.output_dir))
 
 
@@ -496,9 +554,11 @@ def main(argv=None):
     parser.add_argument("--task_name", help="GLUE task: labels and the dev metric of each file")
     parser.add_argument("--data_dir", help="the task's data folder (with dev.tsv, and "
                                            "train.tsv for --int8_mode static)")
-    parser.add_argument("--int8_mode", choices=onnx_int8.MODES, default=onnx_int8.DYNAMIC,
-                        help="INT8 activation scales found per call (dynamic) or calibrated "
-                             "once on train examples (static: needs --task_name, --data_dir)")
+    parser.add_argument("--int8_mode", choices=onnx_int8.MODES,
+                        help="INT8 activation scales found per call (dynamic), calibrated "
+                             "once on train examples (static: needs --task_name, --data_dir) "
+                             "or learned by quantization-aware training (learned); default: "
+                             "learned for such a model, else dynamic")
     parser.add_argument("--calibration_examples", type=int, default=CALIBRATION_EXAMPLES,
                         help="train examples that calibrate --int8_mode static")
     args = parser.parse_args(argv)

@@ -45,6 +45,11 @@ class ModelFolder:
     def method_list(self):
         return methods.from_config(self.bert_config)
 
+    @property
+    def float_method_list(self):
+        """The methods of its float graph: without a simulated INT8 (that is the INT8 file's)."""
+        return [method for method in self.method_list if not method.simulates_int8]
+
     def tokenizer(self, do_lower_case=True):
         return tokenization.create_tokenizer(self.vocab_file, do_lower_case)
 
@@ -60,9 +65,11 @@ def load_model_folder(path, flag="model_dir"):
                        int(stored[HEAD_WEIGHTS][0]))
 
 
-def build_logits(model: ModelFolder, input_ids, input_mask, segment_ids):
-    """Logits of the model in the current graph (variables to be restored from its checkpoint)."""
-    hooks = methods.build_all(model.method_list, model.bert_config, False)
+def build_logits(model: ModelFolder, input_ids, input_mask, segment_ids, simulated_int8=True):
+    """Logits of the model in the current graph (variables to be restored from its checkpoint);
+    ``simulated_int8=False`` leaves out a method that simulates INT8 (the float graph)."""
+    method_list = model.method_list if simulated_int8 else model.float_method_list
+    hooks = methods.build_all(method_list, model.bert_config, False)
     bert = modeling.BertModel(model.bert_config, False, input_ids, input_mask, segment_ids,
                               dense_factory=hooks.dense_factory,
                               token_selector=hooks.token_selector)
@@ -81,14 +88,16 @@ def encode(tokenizer, pairs, max_seq_length):
 
 
 class TensorFlowRunner:
-    """The model's logits in one TF session with [batch, length] placeholders, restored once."""
+    """The model's logits in one TF session with [batch, length] placeholders, restored once
+    (``simulated_int8``: see ``build_logits``)."""
 
-    def __init__(self, model: ModelFolder, threads=0):
+    def __init__(self, model: ModelFolder, threads=0, simulated_int8=True):
         distribution.log_devices()
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.inputs = [tf1.placeholder(tf.int32, [None, None], name) for name in INPUT_NAMES]
-            self.logits = tf.identity(build_logits(model, *self.inputs), LOGITS)
+            self.logits = tf.identity(build_logits(model, *self.inputs,
+                                                   simulated_int8=simulated_int8), LOGITS)
             saver = tf1.train.Saver()
             session_config = tf1.ConfigProto(intra_op_parallelism_threads=threads,
                                               inter_op_parallelism_threads=threads)

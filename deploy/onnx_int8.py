@@ -2,6 +2,9 @@
 
 * ``dynamic``: INT8 weights; each activation's scale is found at run time, call by call.
   A fused ``Attention`` becomes ``QAttention``.
+* ``learned``: as ``static``, with the scales a quantization-aware training learned (a method's
+  ``bert.deployment.Deployment.int8_ranges``) instead of calibrated ones, INT8 weights per
+  tensor as that training simulated them.
 * ``static``: INT8 weights and activation scales fixed once from calibration batches (tokenized
   train examples), as QuantizeLinear / DequantizeLinear pairs that ONNX Runtime runs as INT8
   kernels. Every MatMul is quantized; ONNX Runtime has no static INT8 Attention, so a packed
@@ -11,14 +14,17 @@ On all-MiniLM-L6-v2 (2 cores, seq 128) static ran at 0.83-0.87x the speed of dyn
 about 3x its mean logit error; keeping the 6 MatMuls after GELU (a long-tailed input) in fp32
 cut that error to dynamic's but made static 25% slower again.
 """
+import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime import quantization
 
 from deploy import onnx_fusions
 
-DYNAMIC, STATIC = "dynamic", "static"
-MODES = (DYNAMIC, STATIC)
+DYNAMIC, STATIC, LEARNED = "dynamic", "static", "learned"
+MODES = (DYNAMIC, STATIC, LEARNED)
 STATIC_OPS = ["MatMul"]
+WEIGHT_LEVELS = 127  # INT8 symmetric weights: −127..127
 
 
 class TokenBatches(quantization.CalibrationDataReader):
@@ -56,3 +62,70 @@ def write(mode, fp32_path, path, per_channel, feeds=None):
         write_static(fp32_path, path, feeds, per_channel)
     else:
         write_dynamic(fp32_path, path, per_channel)
+
+
+def learned_overrides(model, ranges, kernels):
+    """TensorQuantOverrides of the MatMuls whose weight is one of ``kernels`` ({variable name:
+    array}): their input gets the learned {kernel name: Int8Range}, their weight INT8 symmetric
+    per tensor (max|w| / 127, as quantization-aware training simulated it). A MatMul is found by
+    its weight's values, which survive every rewrite of the export (names do not). Returns
+    (overrides, names of the MatMul nodes to quantize)."""
+    by_value = {np.asarray(kernels[name], np.float32).tobytes(): name for name in ranges}
+    weights = {item.name: numpy_helper.to_array(item) for item in model.graph.initializer}
+    overrides, nodes = {}, []
+    for node in model.graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        name = None if weight is None else by_value.get(weight.astype(np.float32).tobytes())
+        if name is None:
+            continue
+        learned = ranges[name]
+        overrides.setdefault(node.input[0], [{
+            "scale": np.array(learned.scale, np.float32),
+            "zero_point": np.array(learned.zero_point, np.uint8)}])
+        bound = float(np.abs(weight).max()) or 1.0
+        overrides[node.input[1]] = [{"scale": np.array(bound / WEIGHT_LEVELS, np.float32),
+                                     "zero_point": np.array(0, np.int8)}]
+        nodes.append(node.name)
+    return overrides, nodes
+
+
+def write_learned(fp32_path, path, ranges, kernels, feeds):
+    """INT8 with the activation ranges quantization-aware training learned: QDQ pairs on each
+    kernel's MatMul with those scales and zero points (``learned_overrides``); ``feeds`` only
+    satisfy the calibrator's pass, every quantized tensor's range is given."""
+    model = onnx.load(fp32_path)
+    onnx_fusions.unpack_attention(model)
+    overrides, nodes = learned_overrides(model, ranges, kernels)
+    missing = len(ranges) - len(nodes)
+    if missing > 0:
+        raise ValueError(f"{missing} kernels with learned ranges have no MatMul in {fp32_path}")
+    quantization.quantize_static(
+        model, path, TokenBatches(feeds), quant_format=quantization.QuantFormat.QDQ,
+        op_types_to_quantize=STATIC_OPS, nodes_to_quantize=nodes, per_channel=False,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        extra_options={"TensorQuantOverrides": overrides,
+                       "OpTypesToExcludeOutputQuantization": STATIC_OPS})
+    quantized = onnx.load(path)
+    float_inputs_elsewhere(quantized, set(nodes))
+    onnx.save(quantized, path)
+    return len(nodes)
+
+
+def float_inputs_elsewhere(model, quantized_nodes):
+    """Give every node but the quantized MatMuls the float tensor back: the quantizer rewires
+    all consumers of a tensor it quantizes (a residual Add too), where training simulated
+    INT8 only at the kernels' inputs. In place."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    original = {}
+    for node in model.graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if source is not None and source.op_type == "QuantizeLinear":
+            original[node.output[0]] = source.input[0]
+    for node in model.graph.node:
+        if node.name in quantized_nodes or node.op_type in ("QuantizeLinear",
+                                                             "DequantizeLinear"):
+            continue
+        for index, name in enumerate(node.input):
+            if name in original:
+                node.input[index] = original[name]

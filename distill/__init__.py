@@ -21,8 +21,8 @@ the next one reads; re-running a step resumes it):
 
 Modules: ``importance`` (gradient scores of heads, neurons, hidden dimensions, layers),
 ``extract`` (the student's weights from the teacher's), ``search`` (the latency-measured front),
-``method`` and ``run_distill`` (task distillation), ``pretraining`` (masked-LM data and
-pre-training distillation from raw text), ``sweep`` (Bort's fine-tuning grid with a best-per-task
-table). Console scripts: distill-search, distill-extract, distill-run, distill-pretraining-data,
+``method`` and ``run_distill`` (task distillation), ``pretraining`` (pre-training distillation
+from raw text, on the core's ``bert.pretraining_data`` and ``bert.pretraining``), ``sweep``
+(Bort's fine-tuning grid with a best-per-task table). Console scripts: distill-search, distill-extract, distill-run, distill-pretraining-data,
 distill-pretrain, distill-sweep.
 """

@@ -11,12 +11,11 @@ folder. Evaluation graphs are the student alone.
 """
 import dataclasses
 import math
-import re
 from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from bert import checkpoint, methods, model_folder, modeling, teacher
+from bert import methods, model_folder, modeling, teacher
 from bert.teacher import attention_map_loss, hidden_state_loss, layer_pairs  # noqa: F401
 from bert.errors import UsageError
 
@@ -138,15 +137,3 @@ class DistillMethod(methods.Method):
         values["layer_map"] = ",".join(map(str, values["layer_map"] or [])) or "uniform"
         return values
 
-
-def write_student_folder(training_checkpoint, model_dir, config, vocab_file, keep, step,
-                         source, flags=None):
-    """The student's weights of a training checkpoint as a plain model folder: only variables
-    matching a ``keep`` regex (no projections, no optimizer state), with the checkpoint's global
-    step so evaluations of the folder log at the trained step."""
-    values = checkpoint.read_checkpoint(training_checkpoint)
-    kept = {name: value for name, value in values.items()
-            if any(re.search(pattern, name) for pattern in keep)}
-    kept["global_step"] = tf.train.load_checkpoint(training_checkpoint).get_tensor("global_step")
-    return model_folder.write_model_folder(model_dir, config, vocab_file, kept, step=step,
-                                           source=source, flags=flags)

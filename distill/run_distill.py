@@ -28,9 +28,9 @@ from bert import checkpoint, cli, model_folder
 from bert import run_classifier as google_flags
 from bert.classifier import (HEAD_VARIABLES, Classifier, check_classifier_head,
                              write_hparams_summary)
-from distill import run_record
+from bert import run_record
 from distill.method import (LAYER_MAP_HELP, DistillMethod, DistillSettings, load_teacher,
-                            parse_layer_map, write_student_folder)
+                            parse_layer_map)
 
 FLAGS = flags.FLAGS
 PROGRAM = "distill.run_distill"
@@ -102,9 +102,10 @@ def train_to_model_folder(classifier, step, keep_checkpoints=True):
     write_hparams_summary(s.output_dir, classifier.hparams())
     seconds = classifier.train()
     model_dir = os.path.join(s.output_dir, MODEL_DIR)
-    write_student_folder(tf.train.latest_checkpoint(s.output_dir), model_dir,
-                         classifier.bert_config, s.vocab_file, STUDENT_VARIABLES, step=step,
-                         source=s.init_checkpoint, flags=classifier.hparams())
+    model_folder.write_from_training_checkpoint(
+        tf.train.latest_checkpoint(s.output_dir), model_dir, classifier.bert_config,
+        s.vocab_file, STUDENT_VARIABLES, step=step, source=s.init_checkpoint,
+        flags=classifier.hparams())
     prefix = checkpoint.resolve_checkpoint(model_dir)
     result = (classifier.evaluate(checkpoint_path=prefix, train_seconds=seconds)
               if s.do_eval else None)
@@ -117,7 +118,7 @@ def train_to_model_folder(classifier, step, keep_checkpoints=True):
 
 def train_once(classifier):
     """Train into output_dir unless a complete run with these settings is there already
-    (``distill.run_record``)."""
+    (``bert.run_record``)."""
     output_dir = classifier.settings.output_dir
     model_dir = os.path.join(output_dir, MODEL_DIR)
     settings = run_record.comparable(

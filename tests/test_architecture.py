@@ -17,7 +17,7 @@ from tiny_bert import write_factorized_model, write_sst2_task
 tf1 = tf.compat.v1
 
 CORE = "bert"
-METHOD_PACKAGES = ("flop", "power_bert", "tr_bert", "distill")
+METHOD_PACKAGES = ("flop", "power_bert", "tr_bert", "distill", "prune_ofa")
 COMBINER = "deploy"  # the one package that may import several methods
 SEQ = 16
 COMMAND_LINE_HELPERS = ("bert/cli.py",)  # parses flags for the command lines, reads no value

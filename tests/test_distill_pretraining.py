@@ -13,10 +13,10 @@ import tensorflow as tf
 
 from bert import checkpoint, methods, modeling, tokenization
 from bert.classifier import HEAD_VARIABLES, classifier_head
+from bert.pretraining_data import MaskingSettings, create_instances, read_documents
 from conftest import REPO_ROOT
 from distill.method import load_teacher
-from distill.pretraining import (MaskingSettings, PretrainingSettings, create_instances, pretrain,
-                                 read_documents)
+from distill.pretraining import PretrainingSettings, pretrain
 from test_distill_method import scalars
 from test_entry_points import full_disk  # noqa: F401  (the fixture: a tiny tmpfs)
 from tiny_bert import WORDS, random_weights, tiny_config, write_tiny_model, write_vocab

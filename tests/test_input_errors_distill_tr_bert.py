@@ -18,9 +18,8 @@ from typing import Callable, Tuple
 
 import pytest
 
-from bert import tokenization
+from bert import pretraining_data, tokenization
 from conftest import REPO_ROOT
-from distill import pretraining
 from tiny_bert import random_importance, write_small_model, write_sst2_task
 
 TIMEOUT = 300
@@ -65,12 +64,13 @@ def write_records(root, vocab_file):
     """create_pretraining_data's records of a small corpus, made in this process."""
     (root / "corpus.txt").write_text(CORPUS)
     tokenizer = tokenization.create_tokenizer(str(vocab_file), True)
-    settings = pretraining.MaskingSettings(max_seq_length=SEQ,
-                                           max_predictions_per_seq=MAX_PREDICTIONS,
-                                           dupe_factor=DUPE_FACTOR)
-    documents = pretraining.read_documents([str(root / "corpus.txt")], tokenizer)
-    pretraining.write_instances(pretraining.create_instances(documents, tokenizer, settings),
-                                [str(root / "records.tf_record")])
+    settings = pretraining_data.MaskingSettings(max_seq_length=SEQ,
+                                                max_predictions_per_seq=MAX_PREDICTIONS,
+                                                dupe_factor=DUPE_FACTOR)
+    documents = pretraining_data.read_documents([str(root / "corpus.txt")], tokenizer)
+    pretraining_data.write_instances(
+        pretraining_data.create_instances(documents, tokenizer, settings),
+        [str(root / "records.tf_record")])
 
 
 def distill_flags(world, output_dir, **values):

@@ -1,5 +1,5 @@
-"""The record a distillation training run keeps in its --output_dir, as TR-BERT's stages and
-PoWER-BERT's steps keep theirs (``bert.stages``): settings.json when it starts, run.json when it
+"""The record a training run keeps in its --output_dir (distillation, pre-training, Prune
+OFA's stages), as TR-BERT's stages and PoWER-BERT's steps keep theirs (``bert.stages``): settings.json when it starts, run.json when it
 is complete. A complete run re-run with the same settings changes nothing; a run started with
 other settings is refused in one line naming what changed, before anything is written."""
 import json

@@ -1,5 +1,6 @@
-"""The masked-LM loss as a method of the hook contract (``bert.methods``), so pre-training runs
-its objective through the same phases as a classifier run and any other method joins it.
+"""The core's masked-LM objective, used by every pre-training run (``bert.pretraining`` adds
+it first): the loss as a method of the hook contract (``bert.methods``), so pre-training runs
+its objective through the same phases as a classifier run and any method's terms join it.
 
 The head has Google's names (cls/predictions/...: a transform dense + LayerNorm, output
 embeddings tied to the input ones, an output bias); it trains with the model and stays in the
