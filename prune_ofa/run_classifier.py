@@ -88,14 +88,15 @@ def define_distillation_flags():
     flags.DEFINE_float("hidden_weight", 0.0, "Weight of the hidden-state MSE to the teacher.")
 
 
-def pruning_schedule(num_train_steps):
+def pruning_schedule(num_train_steps, steps_flag="num_train_epochs"):
+    """The schedule of the flags, checked against the run's ``num_train_steps``."""
     end = FLAGS.pruning_end
     if end is None:
         end = max(FLAGS.pruning_start, int(num_train_steps * DEFAULT_PRUNING_END_SHARE))
     schedule = PruningSchedule(FLAGS.initial_sparsity, FLAGS.final_sparsity,
                                FLAGS.pruning_start, end, FLAGS.pruning_frequency, FLAGS.block)
     schedule.validate()
-    schedule.check_steps(num_train_steps)
+    schedule.check_steps(num_train_steps, steps_flag)
     return schedule
 
 
