@@ -36,7 +36,7 @@ from bert import (checkpoint, cli, files, glue, metrics, model_folder, modeling,
                   tokenization)
 from bert.errors import InputError
 from bert.classifier import MIN_SEQ_LENGTH
-from deploy import flops, inference, peer
+from deploy import flops, inference, openvino_engine, peer
 from deploy.benchmark_table import (CELL_FORMATS, COLUMNS, HEADINGS,  # noqa: F401
                                     MISSING_CELL, ONNX_SUFFIX, csv_text, records,
                                     write_plot)
@@ -415,6 +415,30 @@ def peer_rows(rows, args, notes):
     return exported
 
 
+def openvino_rows(rows, notes):
+    """Each ONNX INT8 row once more, run by OpenVINO (``deploy.openvino_engine``)."""
+    reason = openvino_engine.missing_reason()
+    if reason:
+        notes.append(reason + ".")
+        return []
+    added = []
+    for row in rows:
+        unconverted = row.engine == ENGINE_INT8 and openvino_engine.unconverted_ops(row.label)
+        if unconverted:
+            notes.append(f"No OpenVINO row for {row.shown}: OpenVINO cannot convert "
+                         f"{', '.join(unconverted)} (dynamic INT8); export with --int8_mode "
+                         "static or learned for one.")
+        elif row.engine == ENGINE_INT8:
+            added.append(dataclasses.replace(
+                row, engine=f"{openvino_engine.ENGINE_NAME} int8",
+                name=row.name and f"{row.name} ({openvino_engine.ENGINE_NAME})",
+                open_runner=lambda threads, path=row.label: openvino_engine.OpenVinoRunner(
+                    path, threads)))
+    notes.append("OpenVINO rows: the INT8 ONNX files compiled by OpenVINO for the CPU "
+                 "(f32 where not INT8).")
+    return added
+
+
 def check_rows(rows, args, first_vocab):
     """Every row can read the baseline's encodings and answer the task."""
     for row in rows:
@@ -467,6 +491,8 @@ def run(args):
     rows = with_references(rows, args, notes)
     if args.peer_reference:
         rows += peer_rows(rows, args, notes)
+    if args.openvino:
+        rows += openvino_rows(rows, notes)
     for row in rows:
         if row.bert_config is not None:
             row.flops = flops.flops_per_example(row.bert_config, args.max_seq_length,
@@ -530,6 +556,9 @@ def main(argv=None):
     parser.add_argument("--peer_reference", action="store_true",
                         help="add the first model folder exported by transformers -> "
                              "torch.onnx -> onnxruntime INT8 (needs pip install -e .[peer])")
+    parser.add_argument("--openvino", action="store_true",
+                        help="time every ONNX INT8 row in OpenVINO too (needs pip install -e "
+                             ".[openvino])")
     args = parser.parse_args(argv)
     cli.configure_logging()
     return cli.run_main(lambda: run(args), PROGRAM)

@@ -167,3 +167,34 @@ def test_disk_size_of_a_training_folder_leaves_its_optimizer_slots_out(tmp_path)
     rows = [benchmark.folder_row(str(tmp_path / name)) for name in ("clean", "training")]
     assert rows[0].disk_bytes == rows[1].disk_bytes == sum(v.nbytes for v in weights.values())
     assert rows[0].params == rows[1].params
+
+
+def test_openvino_rows_time_the_int8_files_with_the_same_dev_metric(world, tmp_path, capsys):
+    pytest.importorskip("openvino", reason="openvino is an optional extra (pip install -e "
+                                           ".[openvino])")
+    static = tmp_path / "static"
+    assert export.main(["--model_dir", str(world / "dense"), "--output_dir", str(static),
+                        "--max_seq_length", str(SEQ), "--int8_mode", "static", "--task_name",
+                        "SST-2", "--data_dir", str(world / "SST-2")]) == 0
+    out = tmp_path / "out"
+    status = run_benchmark(world / "dense", static, "--reference_onnx", world / "export",
+                           "--openvino", "--task_name", "SST-2", "--data_dir", world / "SST-2",
+                           "--output_dir", out)
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "OpenVINO rows" in printed and "No OpenVINO row for" in printed
+    assert "QAttention" in printed
+    rows = read_rows(out)
+    assert [row["engine"] for row in rows] == [
+        benchmark.ENGINE_TF, benchmark.ENGINE_FP32, benchmark.ENGINE_INT8,
+        benchmark.ENGINE_FP32, benchmark.ENGINE_INT8, "openvino int8"]
+    assert rows[5]["model"] == rows[4]["model"] and float(rows[5]["throughput"]) > 0
+    assert float(rows[5]["dev_metric"]) == pytest.approx(float(rows[4]["dev_metric"]), abs=0.1)
+
+
+def test_without_openvino_its_rows_are_a_note(world, monkeypatch, capsys):
+    monkeypatch.setattr(benchmark.openvino_engine, "PACKAGE", "no_such_package_here")
+    assert run_benchmark(world / "export" / benchmark.INT8_ONNX, "--openvino") == 0
+    printed = capsys.readouterr().out
+    assert "OpenVINO rows left out: no_such_package_here not installed" in printed
+    assert "openvino int8" not in printed
