@@ -2,6 +2,9 @@
 training learned: the file's activation scales and zero points are the checkpoint's range
 variables (TF's nudged arithmetic), and its logits follow the fake-quantized TF graph."""
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -9,10 +12,13 @@ import pytest
 from onnx import numpy_helper
 
 from bert import checkpoint
+from conftest import REPO_ROOT
 from deploy import export, inference
 from prune_ofa import quantize
 from prune_ofa.method import mark_config
-from tiny_bert import random_sentences, random_weights, tiny_config, write_tiny_model
+from test_deploy_export import compact_weights
+from tiny_bert import (random_sentences, random_weights, tiny_config, write_sst2_task,
+                       write_tiny_model)
 
 MAX_SEQ_LENGTH = 16
 SPARSITY = 0.8
@@ -120,3 +126,38 @@ def test_learned_mode_needs_learned_ranges(tmp_path, capsys):
     assert status != 0 and not (tmp_path / "out").exists()
     assert "--int8_mode learned" in capsys.readouterr().err
     assert checkpoint.list_checkpoint(str(tmp_path / "dense"))
+
+
+def test_a_low_rank_model_pruned_and_trained_quantization_aware_exports_its_ranges(tmp_path):
+    """The methods compose: FLOP's compact low-rank kernels, Prune OFA's masks on each factor,
+    QAT's ranges on each factor's input (``input_quant`` before P, ``rank_quant`` between P
+    and Q), then the learned INT8 export — which follows the fake-quantized graph."""
+    config, values = compact_weights(tiny_config(), {
+        name: value * WEIGHT_SCALE for name, value in random_weights(tiny_config()).items()})
+    write_tiny_model(tmp_path / "compact", config, values)
+    write_sst2_task(tmp_path / "data")
+    trained = subprocess.run(
+        [sys.executable, "-m", "prune_ofa.run_classifier", "--task_name=SST-2",
+         f"--data_dir={tmp_path / 'data'}", f"--init_checkpoint={tmp_path / 'compact'}",
+         f"--output_dir={tmp_path / 'ofa'}", f"--max_seq_length={MAX_SEQ_LENGTH}", "--do_train",
+         "--train_batch_size=8", "--learning_rate=1e-3", "--num_train_epochs=1",
+         "--final_sparsity=0.5", "--pruning_end=4", "--pruning_frequency=2", "--qat_epochs=1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    model_dir = tmp_path / "ofa" / "qat" / "model"
+    stored = checkpoint.read_checkpoint(str(model_dir))
+    ranges = quantize.learned_ranges(stored)
+    kinds = {kind for _, kind in ranges}
+    assert kinds == {quantize.INPUT_SCOPE, quantize.RANK_SCOPE}
+    factors = [name for name in stored if re.search(r"_[pq]/kernel$", name)]
+    assert factors and all(np.mean(stored[name] == 0) == pytest.approx(0.5, abs=0.02)
+                           for name in factors)
+    assert export.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "out"),
+                        "--max_seq_length", str(MAX_SEQ_LENGTH)]) == 0
+    folder = inference.load_model_folder(str(model_dir))
+    batch = inference.encode(folder.tokenizer(), random_sentences(16), MAX_SEQ_LENGTH)
+    reference = inference.TensorFlowRunner(folder)(*batch)
+    int8 = inference.OnnxRunner(str(tmp_path / "out" / export.INT8_FILE))(*batch)
+    float_graph = inference.TensorFlowRunner(folder, simulated_int8=False)(*batch)
+    assert (np.abs(int8 - reference).mean() * CLOSER_THAN_FLOAT
+            <= np.abs(float_graph - reference).mean())
