@@ -9,6 +9,19 @@ from bert import stages
 
 RUN_DONE_FILE = "run.json"  # written last: the run is complete
 OUTPUT_FLAG = "--output_dir"
+# Settings of how a run proceeds, not of what it learns: a re-run may change them; and the
+# settings that are paths (compared absolute). For classifier runs (their hparams) and for
+# pre-training runs (their settings dataclass).
+CLASSIFIER_PROCEDURE = ("output_dir", "features_dir", "save_checkpoints_steps",
+                        "keep_checkpoint_max", "log_every_n_steps", "eval_batch_size",
+                        "predict_batch_size", "do_eval", "do_predict", "write_submission",
+                        "evaluate_every_checkpoint", "devices", "distribution")
+CLASSIFIER_PATHS = ("data_dir", "vocab_file", "bert_config_file", "init_checkpoint",
+                    "teacher_checkpoint")
+PRETRAINING_PROCEDURE = ("output_dir", "save_checkpoints_steps", "keep_checkpoint_max",
+                         "log_every_n_steps")
+PRETRAINING_PATHS = ("input_files", "bert_config_file", "vocab_file", "teacher_model_dir",
+                     "init_checkpoint")
 
 
 def comparable(settings, path_keys):
@@ -23,6 +36,13 @@ def comparable(settings, path_keys):
         elif value:
             values[key] = os.path.abspath(value)
     return values
+
+
+def recorded(values, procedure, paths):
+    """What the record keeps of a run's settings ``values``: all but the ``procedure`` keys,
+    through ``comparable`` with ``paths``."""
+    return comparable({key: value for key, value in values.items() if key not in procedure},
+                      paths)
 
 
 def completed(output_dir, settings, model_dir):

@@ -25,6 +25,7 @@ DYNAMIC, STATIC, LEARNED = "dynamic", "static", "learned"
 MODES = (DYNAMIC, STATIC, LEARNED)
 STATIC_OPS = ["MatMul"]
 WEIGHT_LEVELS = 127  # INT8 symmetric weights: −127..127
+EMBEDDING_RANK = 2  # [rows, width]
 
 
 class TokenBatches(quantization.CalibrationDataReader):
@@ -108,8 +109,39 @@ def write_learned(fp32_path, path, ranges, kernels, feeds):
                        "OpTypesToExcludeOutputQuantization": STATIC_OPS})
     quantized = onnx.load(path)
     float_inputs_elsewhere(quantized, set(nodes))
+    int8_embedding_tables(quantized)
     onnx.save(quantized, path)
     return len(nodes)
+
+
+def int8_embedding_tables(model):
+    """Every embedding table a Gather reads (word, position, token type) stored as INT8, one
+    symmetric scale per row, with a DequantizeLinear before the Gather: in a small BERT the
+    word embeddings are half the weights (all-MiniLM-L6-v2: 11.7 M of 22.7 M), so the file
+    shrinks by almost as much again. Weight-only and post-training (quantization-aware training
+    did not see it): the INT8 file's dev metric says what it costs. In place."""
+    tables = {item.name: item for item in model.graph.initializer}
+    replaced = {}
+    for node in model.graph.node:
+        table = tables.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or len(table.dims) != EMBEDDING_RANK or node.input[0] in replaced:
+            continue
+        values = numpy_helper.to_array(table).astype(np.float32)
+        bound = np.abs(values).max(axis=1)
+        scale = np.where(bound > 0, bound / WEIGHT_LEVELS, 1.0).astype(np.float32)
+        codes = np.clip(np.round(values / scale[:, None]), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+        name = table.name
+        model.graph.initializer.remove(table)
+        model.graph.initializer.extend([
+            numpy_helper.from_array(codes.astype(np.int8), f"{name}_int8"),
+            numpy_helper.from_array(scale, f"{name}_row_scale"),
+            numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_row_zero_point")])
+        replaced[name] = onnx.helper.make_node(
+            "DequantizeLinear", [f"{name}_int8", f"{name}_row_scale", f"{name}_row_zero_point"],
+            [name], name=f"{name}_DequantizeLinear", axis=0)
+    for index, node in enumerate(replaced.values()):  # first: they read initializers only
+        model.graph.node.insert(index, node)
+    return len(replaced)
 
 
 def float_inputs_elsewhere(model, quantized_nodes):

@@ -46,11 +46,6 @@ PROVENANCE_STEP = "distill/pretraining"
 # The student's vocabulary defaults to the teacher's when --init_checkpoint is not a folder.
 VOCAB_HELP = ("vocab.txt written beside the student (default: --init_checkpoint's, else the "
               "teacher's).")
-# Settings of how a run proceeds, not of what it learns: a re-run may change them.
-PROCEDURE_SETTINGS = ("output_dir", "save_checkpoints_steps", "keep_checkpoint_max",
-                      "log_every_n_steps")
-PATH_SETTINGS = ("input_files", "bert_config_file", "vocab_file", "teacher_model_dir",
-                 "init_checkpoint")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -136,9 +131,9 @@ def run_pretraining_distillation():
 
 def pretrain_once(settings, student_config, teacher_config, teacher_prefix):
     """``pretrain`` unless a complete run with these settings is in output_dir already."""
-    recorded = run_record.comparable(
-        {key: value for key, value in dataclasses.asdict(settings).items()
-         if key not in PROCEDURE_SETTINGS}, PATH_SETTINGS)
+    recorded = run_record.recorded(dataclasses.asdict(settings),
+                                   run_record.PRETRAINING_PROCEDURE,
+                                   run_record.PRETRAINING_PATHS)
     done = run_record.completed(settings.output_dir, recorded, settings.model_dir)
     if done:
         log.info("%s is already done (%s); nothing to do", settings.output_dir,

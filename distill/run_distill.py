@@ -38,13 +38,6 @@ log = logging.getLogger("distill")
 
 MODEL_DIR = "model"
 STUDENT_VARIABLES = (r"^bert/",) + HEAD_VARIABLES  # what the student's model folder holds
-# Settings of how a run proceeds, not of what it learns: a re-run may change them.
-PROCEDURE_SETTINGS = ("output_dir", "features_dir", "save_checkpoints_steps",
-                      "keep_checkpoint_max", "log_every_n_steps", "eval_batch_size",
-                      "predict_batch_size", "do_eval", "do_predict", "write_submission",
-                      "evaluate_every_checkpoint", "devices", "distribution")
-PATH_SETTINGS = ("data_dir", "vocab_file", "bert_config_file", "init_checkpoint",
-                 "teacher_checkpoint")
 LOSS_FLAGS = ("temperature", "logit_weight", "hidden_weight", "attention_weight", "task_weight",
               "layer_map")
 
@@ -121,9 +114,8 @@ def train_once(classifier):
     (``bert.run_record``)."""
     output_dir = classifier.settings.output_dir
     model_dir = os.path.join(output_dir, MODEL_DIR)
-    settings = run_record.comparable(
-        {key: value for key, value in classifier.hparams().items()
-         if key not in PROCEDURE_SETTINGS}, PATH_SETTINGS)
+    settings = run_record.recorded(classifier.hparams(), run_record.CLASSIFIER_PROCEDURE,
+                                   run_record.CLASSIFIER_PATHS)
     done = run_record.completed(output_dir, settings, model_dir)
     if done:
         log.info("%s is already done (%s); nothing to do", output_dir, done["summary"])

@@ -23,7 +23,7 @@ import logging
 
 from absl import flags
 
-from bert import checkpoint, cli, model_folder, modeling, pretraining, pretraining_data
+from bert import checkpoint, cli, model_folder, pretraining, pretraining_data
 from bert import run_record
 from bert.pretraining import PretrainingRun
 from prune_ofa import run_classifier
@@ -36,10 +36,6 @@ log = logging.getLogger("prune_ofa")
 PROGRAM = "prune_ofa.pretrain"
 PROVENANCE_STEP = "prune_ofa/pretrain"
 DEFAULT_HIDDEN_WEIGHT = 1.0
-PROCEDURE_SETTINGS = ("output_dir", "save_checkpoints_steps", "keep_checkpoint_max",
-                      "log_every_n_steps")
-PATH_SETTINGS = ("input_files", "bert_config_file", "vocab_file", "teacher_model_dir",
-                 "init_checkpoint")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -94,9 +90,8 @@ def run_pretraining():
     settings, config, ofa = read_settings()
     values = dataclasses.asdict(settings)
     values.update(values.pop("schedule"))  # a changed flag is named, not "schedule"
-    recorded = run_record.comparable(
-        {key: value for key, value in values.items() if key not in PROCEDURE_SETTINGS},
-        PATH_SETTINGS)
+    recorded = run_record.recorded(values, run_record.PRETRAINING_PROCEDURE,
+                                   run_record.PRETRAINING_PATHS)
     done = run_record.completed(settings.output_dir, recorded, settings.model_dir)
     if done:
         log.info("%s is already done (%s); nothing to do", settings.output_dir, done["summary"])

@@ -46,12 +46,6 @@ DEFAULT_PRUNING_END_SHARE = 0.7  # of the run's steps: the last third trains the
 DEFAULT_QAT_LEARNING_RATE = 1e-5
 MODEL_VARIABLES = (r"^bert/",) + HEAD_VARIABLES + (quantize.RANGE_VARIABLES,
                                                   rf"^{quantize.COUNTER}$")
-PROCEDURE_SETTINGS = ("output_dir", "features_dir", "save_checkpoints_steps",
-                      "keep_checkpoint_max", "log_every_n_steps", "eval_batch_size",
-                      "predict_batch_size", "do_eval", "do_predict", "write_submission",
-                      "evaluate_every_checkpoint", "devices", "distribution")
-PATH_SETTINGS = ("data_dir", "vocab_file", "bert_config_file", "init_checkpoint",
-                 "teacher_checkpoint")
 
 
 def define_flags():
@@ -141,9 +135,8 @@ def run_stage(classifier, step_name):
     """Train one stage (resuming), write its model folder, evaluate that folder."""
     settings, methods_used = classifier.settings, classifier.methods
     model_dir = os.path.join(settings.output_dir, MODEL_DIR)
-    recorded = run_record.comparable(
-        {key: value for key, value in classifier.hparams().items()
-         if key not in PROCEDURE_SETTINGS}, PATH_SETTINGS)
+    recorded = run_record.recorded(classifier.hparams(), run_record.CLASSIFIER_PROCEDURE,
+                                   run_record.CLASSIFIER_PATHS)
     done = run_record.completed(settings.output_dir, recorded, model_dir)
     if done:
         log.info("%s is already done (%s); nothing to do", settings.output_dir, done["summary"])

@@ -92,6 +92,14 @@ def test_int8_scales_are_the_learned_ranges(exported):
         assert np.mean(constants[weight.input[0]] == 0) >= SPARSITY - 0.1, "zeros kept"
         checked += 1
     assert checked == len(weights)
+    # The embedding tables are INT8 too, one scale per row (weight-only).
+    table = values["bert/embeddings/word_embeddings"]
+    stored = [constants[name] for name in constants if name.endswith("_int8")
+              and constants[name].shape == table.shape]
+    assert len(stored) == 1 and stored[0].dtype == np.int8
+    row_scales = np.abs(table).max(axis=1) / 127
+    np.testing.assert_allclose(stored[0] * row_scales[:, None], table,
+                               atol=float(row_scales.max()) / 2 + 1e-7)
 
 
 def test_int8_logits_follow_the_fake_quantized_graph(exported):
