@@ -33,6 +33,9 @@ RANGES = {"query": (-2.5, 2.7), "key": (-2.5, 2.7), "value": (-2.5, 2.7),
 # rounding boundary and in the order of the float sums: the INT8 file must be this many times
 # closer to the fake-quantized graph than the float graph is.
 CLOSER_THAN_FLOAT = 5
+# ... and within this mean |logit difference| of it (the embedding tables' per-row INT8, which
+# training did not simulate, is most of it: measured 1.4e-4 on the tiny model's logits ~0.6).
+INT8_VS_FAKE_QUANT = 1e-3
 
 
 def write_qat_model(folder):
@@ -122,6 +125,7 @@ def test_int8_logits_follow_the_fake_quantized_graph(exported):
     print(f"mean |logit - fake-quantized TF|: INT8 ONNX {np.mean(int8_error):.2e}, float "
           f"graph {np.mean(float_error):.2e}")
     assert np.mean(int8_error) * CLOSER_THAN_FLOAT <= np.mean(float_error)
+    assert np.mean(int8_error) <= INT8_VS_FAKE_QUANT
     summary = json.loads((root / "out" / export.EXPORT_FILE).read_text())
     assert "learned" in summary["files"][export.INT8_FILE]["quantization"]
 
