@@ -2,7 +2,7 @@
 # Prune OFA downstream on the three tasks at 80% and 90%: prune+distil (3 epochs), QAT (1 epoch),
 # then the learned-INT8 export with the dev metric. Run from the snapshot /tmp/snap.
 set -u
-cd /tmp/snap
+cd /tmp/snap  # a snapshot worktree (git worktree add --detach /tmp/snap <commit>)
 PY=/work/main/.venv/bin/python
 RUNS=/work/main/runs
 OUT=$RUNS/ofa

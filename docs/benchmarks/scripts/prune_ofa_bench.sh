@@ -12,4 +12,6 @@ $PY -m deploy.benchmark "dense=$R/1_fine_tune/model" "dense-static=$R/export/den
   "ofa=runs/ofa/$run/export" --reference_onnx "$R/export/dense" \
   --task_name "$task" --data_dir "../shared/glue/$task" --max_seq_length "$seq" \
   --batch_size 32 --iterations 20 --threads 2 --openvino --peer_reference \
-  --output_dir "docs/benchmarks/prune_ofa_$task"
+  --output_dir "runs/ofa/bench_$task"
+mkdir -p "docs/benchmarks/prune_ofa_$task"
+cp runs/ofa/bench_$task/benchmark.{md,csv,png} "docs/benchmarks/prune_ofa_$task/"  # not peer/

@@ -30,10 +30,11 @@ def gzip_size(path):
 
 
 def main(runs):
-    print("| task | recipe | sparsity (target → measured) | dense fp32 | sparse fp32 | Δ | QAT (fake-quant) "
-          "| INT8 ONNX (learned ranges) | INT8 − QAT | INT8 − sparse fp32 | dense fp32 ONNX MB (gzip) | "
-          "INT8 ONNX MB (gzip) | gzip ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| task | recipe | sparsity (target → measured) | dense fp32 | sparse fp32 | Δ points "
+          "| QAT (fake-quant) | INT8 ONNX (learned ranges) | INT8 − QAT | INT8 − sparse fp32 "
+          "| dense fp32 ONNX MB (gzip) | dense dynamic INT8 ONNX MB (gzip) "
+          "| sparse INT8 ONNX MB (gzip) | dense fp32 ÷ sparse INT8 gzip |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for export_file in sorted(glob.glob(f"{runs}/ofa/*/export/export.json")):
         folder = os.path.dirname(os.path.dirname(export_file))
         recipe, task, target = re.match(r"(long_)?(.+)_(0\.\d+)$",
@@ -44,6 +45,8 @@ def main(runs):
             metric])
         dense_onnx = f"{runs}/{budget}/export/dense/model.onnx"
         dense_mb, dense_gz = os.path.getsize(dense_onnx) / MB, gzip_size(dense_onnx) / MB
+        dense_int8 = f"{runs}/{budget}/export/dense/model.int8.onnx"
+        int8_mb, int8_gz = os.path.getsize(dense_int8) / MB, gzip_size(dense_int8) / MB
         sparse = eval_results(f"{folder}/sparse/eval_results.txt")
         qat = eval_results(f"{folder}/qat/eval_results.txt")
         with open(f"{folder}/export/export.json") as handle:
@@ -56,7 +59,8 @@ def main(runs):
               f"{100 * (float(sparse[metric]) - dense):+.2f} | {float(qat[metric]):.4f} | "
               f"{int8:.4f} | {100 * (int8 - float(qat[metric])):+.2f} | "
               f"{100 * (int8 - float(sparse[metric])):+.2f} | "
-              f"{dense_mb:.1f} ({dense_gz:.1f}) | {size['bytes'] / MB:.1f} "
+              f"{dense_mb:.1f} ({dense_gz:.1f}) | {int8_mb:.1f} ({int8_gz:.1f}) | "
+              f"{size['bytes'] / MB:.1f} "
               f"({size['gzip_bytes'] / MB:.1f}) | {dense_mb / (size['gzip_bytes'] / MB):.1f}× |")
 
 
