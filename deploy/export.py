@@ -466,8 +466,8 @@ def write_export(model, args, folder, task, learned=None):
     write_saved_model(model, os.path.join(folder, SAVED_MODEL_DIR), vocab_file,
                       args.do_lower_case, args.max_seq_length)
     runner = inference.TensorFlowRunner(model)
-    float_runner = (runner if model.float_method_list == model.method_list
-                    else inference.TensorFlowRunner(model, simulated_int8=False))
+    float_runner = (inference.TensorFlowRunner(model, simulated_int8=False)
+                    if any(method.simulates_int8 for method in model.method_list) else runner)
     try:
         log.info("converting to ONNX and quantizing to INT8")
         with quiet_converters():

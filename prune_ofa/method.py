@@ -55,8 +55,6 @@ class PruneOfaSettings:
             raise UsageError(f"--distill_weight={self.distill_weight}: must be in [0, 1]")
         if not self.hidden_weight >= 0:
             raise UsageError(f"--hidden_weight={self.hidden_weight}: must be >= 0")
-        if (self.distill_weight or self.hidden_weight) and not self.teacher_checkpoint:
-            return  # no teacher: the terms are simply not built
         if self.teacher_checkpoint and not (self.distill_weight or self.hidden_weight):
             raise UsageError("--distill_weight and --hidden_weight are 0 with a teacher: the "
                              "teacher would be ignored")

@@ -20,6 +20,7 @@ written (``bert.run_record``).
 """
 import dataclasses
 import logging
+import os
 
 from absl import flags
 
@@ -69,7 +70,7 @@ def read_settings():
     values = {field.name: FLAGS[field.name].value
               for field in dataclasses.fields(PretrainingRun)
               if field.name in FLAGS and field.name != "input_files"}
-    values.update(bert_config_file=source.path + "/" + model_folder.CONFIG_FILE,
+    values.update(bert_config_file=os.path.join(source.path, model_folder.CONFIG_FILE),
                   vocab_file=FLAGS.vocab_file or source.vocab_file)
     settings = OfaPretrainingSettings(
         input_files=pretraining_data.expand_files(FLAGS.input_file, "input_file"),
@@ -100,10 +101,9 @@ def run_pretraining():
     model_dir = pretraining.pretrain(settings, config, [PruneOfaMethod(ofa)],
                                      step=PROVENANCE_STEP)
     values = checkpoint.read_checkpoint(model_dir)
-    model_folder.write_model_folder(model_dir, mark_config(config, values, ofa.schedule.block),
-                                    settings.vocab_file, values, step=PROVENANCE_STEP,
-                                    source=settings.init_checkpoint,
-                                    flags=dataclasses.asdict(settings))
+    # Only the config changes: the sparsity measured from the weights just written.
+    mark_config(config, values, ofa.schedule.block).to_json_file(
+        os.path.join(model_dir, model_folder.CONFIG_FILE))
     summary = f"encoder sparsity {overall_sparsity(values):.4f}"
     print(f"sparse encoder: {model_dir} ({summary})", flush=True)
     run_record.finish(settings.output_dir, recorded, summary, model_dir)

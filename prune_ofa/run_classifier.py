@@ -115,25 +115,27 @@ def stage_settings(base, stage, **overrides):
                                **overrides)
 
 
-def write_stage_model(classifier, methods_used):
-    """``<stage>/model``: the trained weights (and ranges), the config marked sparse (and QAT)."""
+def write_stage_model(classifier):
+    """``<stage>/model``: the trained weights (and ranges), the config marked sparse (and QAT).
+    Returns the weights written."""
     s = classifier.settings
     values = checkpoint.read_checkpoint(tf.train.latest_checkpoint(s.output_dir))
     kept = {name: value for name, value in values.items()
             if any(re.search(pattern, name) for pattern in MODEL_VARIABLES)}
     config = mark_config(classifier.bert_config, kept)
-    for method in methods_used:
+    for method in classifier.methods:
         if isinstance(method, quantize.QatMethod):
             quantize.mark_config(config, method.settings)
-    return model_folder.write_model_folder(
+    model_folder.write_model_folder(
         os.path.join(s.output_dir, MODEL_DIR), config, s.vocab_file, kept,
         step=f"{PROGRAM}/{os.path.basename(s.output_dir)}", source=s.init_checkpoint,
         flags=classifier.hparams())
+    return kept
 
 
 def run_stage(classifier, step_name):
     """Train one stage (resuming), write its model folder, evaluate that folder."""
-    settings, methods_used = classifier.settings, classifier.methods
+    settings = classifier.settings
     model_dir = os.path.join(settings.output_dir, MODEL_DIR)
     recorded = run_record.recorded(classifier.hparams(), run_record.CLASSIFIER_PROCEDURE,
                                    run_record.CLASSIFIER_PATHS)
@@ -144,8 +146,7 @@ def run_stage(classifier, step_name):
     run_record.start(settings.output_dir, recorded)
     write_hparams_summary(settings.output_dir, classifier.hparams())
     seconds = classifier.train()
-    write_stage_model(classifier, methods_used)
-    sparsity = overall_sparsity(checkpoint.read_checkpoint(model_dir))
+    sparsity = overall_sparsity(write_stage_model(classifier))
     summary = f"encoder sparsity {sparsity:.4f}"
     if settings.do_eval:
         result = classifier.evaluate(checkpoint_path=checkpoint.resolve_checkpoint(model_dir),

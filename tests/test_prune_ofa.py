@@ -79,7 +79,6 @@ def sparse_model(folder, share=0.5):
     for name, value in values.items():
         if name.startswith("bert/encoder/") and name.endswith("/kernel"):
             value[rng.rand(*value.shape) < share] = 0.0
-            value[value == 0.0] = 0.0
     write_tiny_model(folder, mark_config(config, values), values)
     return config, values
 
