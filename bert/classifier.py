@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from bert import (checkpoint, distribution, files, glue, methods, model_folder, modeling,
-                  optimization, tokenization, training)
+                  optimization, tasks, tokenization, training)
 from bert.errors import UsageError
 # The classifier's pieces, importable from here as before the split:
 from bert.features import (SHUFFLE_BUFFER, Task, cached_features,  # noqa: F401
@@ -88,7 +88,7 @@ class ClassifierSettings:
         for name in ("task_name", "data_dir", "vocab_file", "bert_config_file", "output_dir"):
             if not getattr(self, name):
                 raise UsageError(f"--{name} is required")
-        glue.canonical_task_name(self.task_name)
+        tasks.canonical_task_name(self.task_name)
         if not os.path.isdir(self.data_dir):
             raise UsageError(f"--data_dir={self.data_dir}: folder not found")
         if not os.path.isfile(self.vocab_file):
@@ -146,7 +146,7 @@ def check_classifier_head(shapes, task_name, folder, flag):
     """A model used as it is (evaluated, scored, or teaching) must be fine-tuned on the task: a
     head with one row per label. ``shapes``: {variable name: shape} of the folder's checkpoint;
     UsageError naming ``--flag`` otherwise."""
-    labels = glue.get_processor(task_name).get_labels()
+    labels = tasks.get_processor(task_name).get_labels()
     needed = 1 if labels is None else len(labels)
     shape = shapes.get(HEAD_WEIGHTS)
     if shape is None:
@@ -368,7 +368,7 @@ class Classifier:
                                 "\n".join(rows) + "\n")
         written = [TEST_RESULTS_FILE]
         if s.write_submission:
-            submission = os.path.join(s.output_dir, glue.SUBMISSION_FILE_NAMES[self.task.name])
+            submission = os.path.join(s.output_dir, tasks.submission_file_name(self.task.name))
             glue.write_submission(submission, self.task.processor, test_examples,
                                   [out["predictions"] for out in outputs])
             written.append(os.path.basename(submission))

@@ -5,21 +5,44 @@ import os
 
 import tensorflow as tf
 
-from bert import files, glue, tokenization
+from bert import files, tasks, tokenization
 from bert.errors import UsageError
 
 FEATURE_CACHE_VERSION = 1  # bump when the feature layout changes to invalidate caches
 SHUFFLE_BUFFER = 10000
+# head_tail keeps this share of a long text's tokens from its start and the rest from its end:
+# Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification") kept head 128 + tail 382.
+HEAD_TAIL_HEAD_SHARE = 128 / 510
+HEAD, HEAD_TAIL = "head", "head_tail"
+SINGLE_SPECIAL_TOKENS = 2  # [CLS] a [SEP]
+PAIR_SPECIAL_TOKENS = 3  # [CLS] a [SEP] b [SEP]
 
 
-def convert_example(example, label_map, max_seq_length, tokenizer):
-    """Token ids, mask and segment ids for one example ([CLS] a [SEP] b [SEP], padded)."""
+def head_tail_split(budget):
+    """(tokens kept from the start, tokens kept from the end) of a text over ``budget``."""
+    head = int(round(budget * HEAD_TAIL_HEAD_SHARE))
+    return head, budget - head
+
+
+def truncate_single(tokens, budget, truncation):
+    """A single text's tokens within ``budget``: its first ones, or head_tail's start + end."""
+    if len(tokens) <= budget:
+        return tokens
+    if truncation != HEAD_TAIL:
+        return tokens[:budget]
+    head, tail = head_tail_split(budget)
+    return tokens[:head] + (tokens[-tail:] if tail else [])
+
+
+def convert_example(example, label_map, max_seq_length, tokenizer, truncation=HEAD):
+    """Token ids, mask and segment ids for one example ([CLS] a [SEP] b [SEP], padded); a pair
+    is always trimmed from its ends (``truncation`` is for single texts)."""
     tokens_a = tokenizer.tokenize(example.text_a)
     tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
     if tokens_b:
-        truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
+        truncate_pair(tokens_a, tokens_b, max_seq_length - PAIR_SPECIAL_TOKENS)
     else:
-        tokens_a = tokens_a[:max_seq_length - 2]
+        tokens_a = truncate_single(tokens_a, max_seq_length - SINGLE_SPECIAL_TOKENS, truncation)
     tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
     segment_ids = [0] * len(tokens)
     if tokens_b:
@@ -61,7 +84,8 @@ def cached_features(examples, processor, tokenizer, max_seq_length, record_file,
     label_map = None if labels is None else {label: i for i, label in enumerate(labels)}
     with files.atomic_path(record_file) as temp, tf.io.TFRecordWriter(temp) as writer:
         for example in examples:
-            feature = convert_example(example, label_map, max_seq_length, tokenizer)
+            feature = convert_example(example, label_map, max_seq_length, tokenizer,
+                                      processor.truncation)
             writer.write(_tf_example(feature, processor.is_regression).SerializeToString())
     files.write_text_atomic(key_file, json.dumps(cache_key, sort_keys=True))
     return record_file
@@ -126,8 +150,8 @@ class Task:
 
     def __init__(self, task_name, data_dir, vocab_file, do_lower_case, max_seq_length,
                  features_dir, init_checkpoint=None):
-        self.name = glue.canonical_task_name(task_name)
-        self.processor = glue.get_processor(task_name)
+        self.name = tasks.canonical_task_name(task_name)
+        self.processor = tasks.get_processor(task_name)
         self.data_dir = data_dir
         self.max_seq_length = max_seq_length
         self.features_dir = features_dir

@@ -72,6 +72,7 @@ class DataProcessor:
     folder_name = ""
     labels: Optional[Sequence[str]] = BINARY_LABELS
     primary_metric = "eval_accuracy"
+    truncation = "head"  # a long text keeps its first tokens (bert.features)
     train_file = "train.tsv"
     dev_file = "dev.tsv"
     test_file = "test.tsv"
@@ -290,11 +291,17 @@ SUBMISSION_FILE_NAMES = {
 }
 
 
-def canonical_task_name(task_name):
-    """Lower-cases and resolves aliases, so every table here can be keyed by canonical names."""
+def canonical_name_or_none(task_name):
+    """The canonical GLUE name of ``task_name``, or None when it names no GLUE task."""
     key = task_name.strip().lower()
     key = TASK_ALIASES.get(key, key)
-    if key not in _CANONICAL_PROCESSORS:
+    return key if key in _CANONICAL_PROCESSORS else None
+
+
+def canonical_task_name(task_name):
+    """Lower-cases and resolves aliases, so every table here can be keyed by canonical names."""
+    key = canonical_name_or_none(task_name)
+    if key is None:
         raise TaskError(
             f"unknown GLUE task {task_name!r}; valid tasks: {', '.join(TASK_NAMES)} "
             f"(aliases: {', '.join(TASK_ALIASES)})")

@@ -14,7 +14,7 @@ break "best checkpoint" comparisons):
 """
 import numpy as np
 
-from bert import glue
+from bert import tasks
 
 POSITIVE_CLASS = 1
 METRIC_PREFIX = "eval_"
@@ -60,6 +60,18 @@ def f1(preds, labels):
     """Binary F1 of class 1, the harmonic mean of precision and recall."""
     p, r = precision(preds, labels), recall(preds, labels)
     return 2.0 * p * r / (p + r) if p + r else 0.0
+
+
+def macro_f1(preds, labels, num_classes):
+    """Mean over classes 0..num_classes-1 of each class's one-vs-rest F1: every class counts
+    the same, however rare (a class never predicted nor present scores 0)."""
+    preds, labels = _check_pair(preds, labels)
+    scores = []
+    for class_id in range(num_classes):
+        true_positives = np.sum((preds == class_id) & (labels == class_id))
+        predicted, actual = np.sum(preds == class_id), np.sum(labels == class_id)
+        scores.append(2.0 * true_positives / (predicted + actual) if predicted + actual else 0.0)
+    return float(np.mean(scores))
 
 
 def matthews_corrcoef(preds, labels):
@@ -121,18 +133,22 @@ def spearman(x, y):
 def compute_task_metrics(task_name, predictions, labels):
     """All GLUE metrics of a task as Python floats keyed "eval_<metric>".
 
-    Classification takes class ids; STS-B takes real-valued scores.
+    Classification takes class ids (accuracy; two classes add F1, precision and recall of class
+    1, more classes macro-F1); regression (STS-B, a user task's scores) takes real-valued scores.
     """
-    task = glue.canonical_task_name(task_name)
-    processor = glue.get_processor(task)
+    task = tasks.canonical_task_name(task_name)
+    processor = tasks.get_processor(task)
     if processor.is_regression:
         pearson_value = pearson(predictions, labels)
         spearman_value = spearman(predictions, labels)
         values = {"pearson": pearson_value, "spearman": spearman_value,
                   "corr": (pearson_value + spearman_value) / 2.0}
     else:
+        num_classes = len(processor.get_labels())
         values = {"accuracy": accuracy(predictions, labels)}
-        if len(processor.get_labels()) == BINARY_CLASSES:
+        if num_classes > BINARY_CLASSES:
+            values["macro_f1"] = macro_f1(predictions, labels, num_classes)
+        if num_classes == BINARY_CLASSES:
             values.update(f1=f1(predictions, labels), precision=precision(predictions, labels),
                           recall=recall(predictions, labels))
         if task in MCC_TASKS:

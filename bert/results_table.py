@@ -7,7 +7,7 @@ Reads ``<output_dir>/<TASK>/lr_<lr>/eval_results.txt`` as written by run_classif
 import os
 import sys
 
-from bert import cli, files, glue
+from bert import cli, files, tasks
 from bert.classifier import EVAL_RESULTS_FILE
 
 PROGRAM = "bert.results_table"
@@ -41,14 +41,14 @@ def collect(output_dir):
 
 
 def metric_label(task):
-    return glue.METRIC_FOR_TASK[glue.canonical_task_name(task)].replace("eval_", "")
+    return tasks.primary_metric(task).replace("eval_", "")
 
 
 def tables(found):
     tasks = list(found)
     best, per_lr = {}, {}
     for task in tasks:
-        key = glue.METRIC_FOR_TASK[glue.canonical_task_name(task)]
+        key = tasks.primary_metric(task)
         scores = {lr: results[key] for lr, results in found[task].items() if key in results}
         per_lr[task] = scores
         if scores:

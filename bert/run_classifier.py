@@ -13,7 +13,7 @@ import dataclasses
 
 from absl import flags
 
-from bert import cli, distribution, glue
+from bert import cli, distribution, glue, tasks, user_task
 from bert.classifier import Classifier, ClassifierSettings
 
 FLAGS = flags.FLAGS
@@ -41,8 +41,11 @@ def define_model_flags():
 def define_flags():
     """Google's run_classifier flags (defined by the command lines that use them, on demand)."""
     define_model_flags()
-    flags.DEFINE_string("task_name", None, "GLUE task: " + ", ".join(glue.TASK_NAMES))
-    flags.DEFINE_string("data_dir", None, "Folder with the task's train.tsv/dev.tsv/test.tsv.")
+    flags.DEFINE_string("task_name", None, "GLUE task (" + ", ".join(glue.TASK_NAMES) + "), a "
+                        "name for your own data (with the flags below) or a task .json file.")
+    flags.DEFINE_string("data_dir", None, "Folder with the task's train.tsv/dev.tsv/test.tsv "
+                                          "(or your own data's files).")
+    user_task.define_absl_flags()
     flags.DEFINE_string("output_dir", None, "Where checkpoints, features and results go.")
     for name, text in (("do_train", "Fine-tune on train.tsv."),
                        ("do_eval", "Evaluate on dev.tsv and write eval_results.txt."),
@@ -77,8 +80,14 @@ def settings_from_flags(**overrides):
     """ClassifierSettings from the parsed flags; ``overrides`` replace fields."""
     names = {field.name for field in dataclasses.fields(ClassifierSettings)}
     values = {name: FLAGS[name].value for name in names if name in FLAGS}
+    values["task_name"] = resolved_task_name()
     values.update(overrides)
     return ClassifierSettings(**values)
+
+
+def resolved_task_name():
+    """--task_name with --data_dir and the user-data flags, as libraries take it."""
+    return tasks.resolve(FLAGS.task_name, FLAGS.data_dir, user_task.flag_values(FLAGS))
 
 
 main = cli.absl_main(PROGRAM, lambda: Classifier(settings_from_flags()).run())  # what app.run calls (tests call it directly)

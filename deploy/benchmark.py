@@ -32,9 +32,10 @@ from typing import Callable, List, Optional
 import numpy as np
 import onnx
 
-from bert import (checkpoint, cli, files, glue, metrics, model_folder, modeling, timing,
-                  tokenization)
+from bert import (checkpoint, cli, files, metrics, model_folder, modeling, tasks, timing,
+                  tokenization, user_task)
 from bert.errors import InputError
+from bert.features import HEAD
 from bert.classifier import MIN_SEQ_LENGTH
 from deploy import flops, inference, openvino_engine, peer
 from deploy.benchmark_table import (CELL_FORMATS, COLUMNS, HEADINGS,  # noqa: F401
@@ -189,7 +190,7 @@ class Inputs:
 
 def dev_pairs(args):
     """(pairs, labels) of the task's dev split (the first --max_eval_examples when set)."""
-    processor = glue.get_processor(args.task_name)
+    processor = tasks.get_processor(args.task_name)
     examples = processor.get_dev_examples(args.data_dir)
     if args.max_eval_examples:
         examples = examples[:args.max_eval_examples]
@@ -236,20 +237,21 @@ def make_inputs(args, vocab_file, timed_calls):
     if args.long_inputs:
         pairs, labels = long_texts(tokenizer, dev_pairs(args)[0], args.max_seq_length), None
         description = (f"{len(pairs)} texts of {args.max_seq_length} tokens, each consecutive "
-                       f"{glue.get_processor(args.task_name).name} dev sentences joined (no "
+                       f"{tasks.get_processor(args.task_name).name} dev sentences joined (no "
                        "labels, no dev metric)")
     elif args.task_name:
         pairs, labels = dev_pairs(args)
-        description = f"{len(pairs)} {glue.get_processor(args.task_name).name} dev sentences"
+        description = f"{len(pairs)} {tasks.get_processor(args.task_name).name} dev sentences"
     else:
         pairs, labels = synthetic_pairs(tokenizer, vocab_file, args.max_seq_length), None
         description = (f"{len(pairs)} synthetic sentences ({SYNTHETIC_MIN_WORDS} to "
                        f"{args.max_seq_length - 2} random vocabulary words, seed "
                        f"{SYNTHETIC_SEED})")
+    truncation = tasks.get_processor(args.task_name).truncation if args.task_name else HEAD
     batches = [inference.encode(tokenizer, pairs[start:start + args.batch_size],
-                                args.max_seq_length)
+                                args.max_seq_length, truncation)
                for start in range(0, len(pairs), args.batch_size)]
-    singles = [inference.encode(tokenizer, [pair], args.max_seq_length)
+    singles = [inference.encode(tokenizer, [pair], args.max_seq_length, truncation)
                for pair in pairs[:timed_calls]]
     return Inputs(batches, singles, labels, description)
 
@@ -278,7 +280,7 @@ class CyclingRun:
 
 def dev_metric(runner, inputs, task_name):
     """The task's primary metric over every dev batch."""
-    processor = glue.get_processor(task_name)
+    processor = tasks.get_processor(task_name)
     logits = np.concatenate([runner(*batch) for batch in inputs.batches])
     predictions = logits[:, 0] if processor.is_regression else np.argmax(logits, axis=-1)
     return metrics.compute_task_metrics(task_name, predictions,
@@ -340,13 +342,14 @@ def validate(args):
     cli.require_in_range(args.threads, "threads", 1)
     cli.require_in_range(args.max_eval_examples, "max_eval_examples", 0)
     cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH)
+    tasks.resolve_arguments(args)
     cli.require(bool(args.task_name) == bool(args.data_dir),
                 "--task_name and --data_dir go together (give both for a dev metric, or "
                 "neither for synthetic sentences)")
     cli.require(args.task_name or not args.long_inputs,
                 "--long_inputs joins dev sentences: give --task_name and --data_dir")
     if args.task_name:
-        glue.canonical_task_name(args.task_name)
+        tasks.canonical_task_name(args.task_name)
         cli.require_dir(args.data_dir, "data_dir", "the task's folder with dev.tsv")
     if args.reference_onnx:
         for name in (FP32_ONNX, INT8_ONNX):
@@ -449,7 +452,7 @@ def check_rows(rows, args, first_vocab):
             cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH,
                                  row.bert_config.max_position_embeddings)
         if args.task_name:
-            processor = glue.get_processor(args.task_name)
+            processor = tasks.get_processor(args.task_name)
             wanted = 1 if processor.is_regression else len(processor.get_labels())
             cli.require(row.num_labels == wanted,
                         f"MODEL {row.label}: {row.num_labels} outputs, but {processor.name} "
@@ -510,7 +513,7 @@ def run(args):
         for runner in runners:
             runner.close()
     table = records(rows)
-    metric_name = (glue.get_processor(args.task_name).primary_metric
+    metric_name = (tasks.get_processor(args.task_name).primary_metric
                    if inputs.labels is not None else None)
     text = markdown(table, args, inputs, metric_name, notes)
     print(text, end="")
@@ -534,7 +537,9 @@ def main(argv=None):
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="model folder, export folder or .onnx file, optionally named "
                              "NAME=PATH; the first is the baseline")
-    parser.add_argument("--task_name", help="GLUE task of the dev metric (with --data_dir)")
+    parser.add_argument("--task_name", help="GLUE task of the dev metric (with --data_dir), a "
+                                            "name for your own data (with the flags below) or "
+                                            "a task .json file")
     parser.add_argument("--data_dir", help="the task's folder (dev.tsv)")
     parser.add_argument("--max_eval_examples", type=int, default=0,
                         help="use the first N dev examples (0: the whole dev split)")
@@ -559,6 +564,7 @@ def main(argv=None):
     parser.add_argument("--openvino", action="store_true",
                         help="time every ONNX INT8 row in OpenVINO too (needs pip install -e "
                              ".[openvino])")
+    user_task.add_arguments(parser)
     args = parser.parse_args(argv)
     cli.configure_logging()
     return cli.run_main(lambda: run(args), PROGRAM)

@@ -24,7 +24,7 @@ import os
 import shutil
 from typing import List, Optional, Tuple
 
-from bert import cli, deployment, files, glue, model_folder, modeling
+from bert import cli, deployment, files, model_folder, modeling, tasks
 from bert.deployment import BudgetTarget, RecipeSettings, StepContext
 from deploy import budget_report, budget_select, peer, steps
 from deploy.budget_select import DENSE, Tried
@@ -282,7 +282,7 @@ def ship(choice, exports, root):
 def run_budget(settings: BudgetSettings, recipe: RecipeSettings, fine_tuned, fine_tune_digest,
                root):
     """Search, choose, ship, report; returns the Choice."""
-    glue.canonical_task_name(recipe.task_name)
+    tasks.canonical_task_name(recipe.task_name)
     rows, tried, exports, settings = search(settings, recipe, fine_tuned, fine_tune_digest,
                                             root)
     dense = _row(rows, DENSE)

@@ -43,7 +43,7 @@ import os
 import sys
 from typing import Optional
 
-from bert import checkpoint, cli, deployment, glue, model_folder, tokenization
+from bert import checkpoint, cli, deployment, model_folder, tasks, tokenization, user_task
 from bert.classifier import MIN_SEQ_LENGTH
 from bert.deployment import RecipeSettings, RecipeStep, StepContext
 from bert.errors import UsageError
@@ -243,9 +243,10 @@ def validate(settings: CompressSettings):
 def validate_inputs(settings: CompressSettings):
     """The task's data and the pretrained model, read whole (a bad row, a truncated
     checkpoint) and matched to --max_seq_length."""
-    processor = glue.get_processor(settings.task_name)
+    processor = tasks.get_processor(settings.task_name)
     cli.require_dir(settings.data_dir, "data_dir", "the task's folder with train.tsv and dev.tsv")
     for name in (processor.train_file, processor.dev_file):
+        cli.require(name, f"{processor.name}: give --train_file and --dev_file")
         cli.require_file(os.path.join(settings.data_dir, name), "data_dir",
                          f"the {processor.name} {name}")
     processor.get_train_examples(settings.data_dir)
@@ -319,6 +320,7 @@ def run(args):
     for name in PATH_FLAGS:
         if getattr(args, name):
             setattr(args, name, os.path.realpath(getattr(args, name)))
+    tasks.resolve_arguments(args)
     settings = CompressSettings.from_namespace(args)
     if recipe_of(args) == BUDGET:
         run_budget_recipe(settings, budget_settings(args), args.finetuned_dir)
@@ -328,7 +330,9 @@ def run(args):
 
 def build_parser():
     parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
-    parser.add_argument("--task_name", required=True)
+    parser.add_argument("--task_name", required=True,
+                        help="GLUE task, a name for your own data (with the flags below) or a "
+                             "task .json file")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--model_dir", required=True, help="pretrained model folder")
     parser.add_argument("--output_dir", required=True)
@@ -344,6 +348,7 @@ def build_parser():
     parser.add_argument("--power_lambda", type=float, help="PoWER-BERT's LAMBDA (default: per task)")
     parser.add_argument("--stop_after", help=f"end after this step ({', '.join(STEPS)})")
     add_budget_flags(parser)
+    user_task.add_arguments(parser)
     return parser
 
 

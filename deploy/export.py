@@ -39,7 +39,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf2onnx
 
-from bert import checkpoint, cli, deployment, files, glue, metrics, tokenization
+from bert import (checkpoint, cli, deployment, features, files, metrics, tasks, tokenization,
+                  user_task)
 from bert.classifier import MIN_SEQ_LENGTH
 from bert.errors import UsageError
 from deploy import inference, onnx_fusions, onnx_int8
@@ -71,8 +72,9 @@ LEARNED_PLACEHOLDER_FEED = {name: np.ones([1, MIN_SEQ_LENGTH], np.int32)
                             for name in inference.INPUT_NAMES}
 COMPARE_BATCH_SIZE = 32
 CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
-PAIR_SPECIAL_TOKENS = 3  # [CLS] a [SEP] b [SEP]
-SINGLE_SPECIAL_TOKENS = 2  # [CLS] a [SEP]
+PAIR_SPECIAL_TOKENS = features.PAIR_SPECIAL_TOKENS
+SINGLE_SPECIAL_TOKENS = features.SINGLE_SPECIAL_TOKENS
+HEAD = features.HEAD
 UTF8_MAX_BYTES_PER_CHAR = 4
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -152,7 +154,18 @@ def _keep_first(ragged, lengths):
     return tf.ragged.boolean_mask(ragged, positions < tf.cast(lengths, positions.dtype)[:, None])
 
 
-def encode_text(text_a, text_b, table, do_lower_case, max_seq_length):
+def _keep_head_tail(ragged, kept, head_tail_rows, head, tail):
+    """``_keep_first`` of ``kept`` tokens, but the rows ``head_tail_rows`` keep their first
+    ``head`` and last ``tail`` tokens (``features.truncate_single``'s head_tail)."""
+    positions = tf.ragged.range(ragged.row_lengths())
+    flat, rows = positions.flat_values, positions.value_rowids()
+    keep = flat < tf.gather(tf.cast(kept, flat.dtype), rows)
+    ends = (flat < head) | (flat >= tf.gather(ragged.row_lengths(), rows) - tail)
+    keep = tf.where(tf.gather(head_tail_rows, rows), ends, keep)
+    return tf.ragged.boolean_mask(ragged, positions.with_flat_values(keep))
+
+
+def encode_text(text_a, text_b, table, do_lower_case, max_seq_length, truncation=HEAD):
     """(input_ids, input_mask, segment_ids) int32 [batch, longest] of raw text, exactly as
     ``classifier.convert_example``: a text_b without tokens makes a single-sentence input."""
     ids_a, ids_b = (wordpiece_ids(basic_tokenize(text, do_lower_case), table)
@@ -162,7 +175,14 @@ def encode_text(text_a, text_b, table, do_lower_case, max_seq_length):
     budget = tf.where(is_pair, np.int64(max_seq_length - PAIR_SPECIAL_TOKENS),
                       np.int64(max_seq_length - SINGLE_SPECIAL_TOKENS))
     kept_a, kept_b = truncation_lengths(length_a, length_b, budget)
-    ids_a, ids_b = _keep_first(ids_a, kept_a), _keep_first(ids_b, kept_b)
+    if truncation == features.HEAD_TAIL:
+        single_budget = max_seq_length - SINGLE_SPECIAL_TOKENS
+        head, tail = features.head_tail_split(single_budget)
+        ids_a = _keep_head_tail(ids_a, kept_a, ~is_pair & (length_a > single_budget),
+                                head, tail)
+    else:
+        ids_a = _keep_first(ids_a, kept_a)
+    ids_b = _keep_first(ids_b, kept_b)
     batch = tf.shape(text_a, out_type=tf.int64)[0]
     cls_id, sep_id = (tf.cast(table.lookup(tf.constant(token)), tf.int32)
                       for token in (CLS_TOKEN, SEP_TOKEN))
@@ -186,14 +206,15 @@ def serving_outputs(logits, num_labels):
 
 
 # The three formats ------------------------------------------------------------------------------
-def write_saved_model(model, path, vocab_file, do_lower_case, max_seq_length):
+def write_saved_model(model, path, vocab_file, do_lower_case, max_seq_length, truncation=HEAD):
     """TF1 SavedModel whose ``serving_default`` takes raw text; the vocab travels as an asset."""
     with tf.Graph().as_default() as graph:
         texts = {name: tf1.placeholder(tf.string, [None], name) for name in TEXT_INPUTS}
         table = vocab_table(vocab_file)
-        features = encode_text(texts["text_a"], texts["text_b"], table, do_lower_case,
-                               max_seq_length)
-        outputs = serving_outputs(inference.build_logits(model, *features), model.num_labels)
+        token_features = encode_text(texts["text_a"], texts["text_b"], table, do_lower_case,
+                                     max_seq_length, truncation)
+        outputs = serving_outputs(inference.build_logits(model, *token_features),
+                                  model.num_labels)
         signature = tf1.saved_model.signature_def_utils.predict_signature_def(texts, outputs)
         main_op = tf1.tables_initializer()  # the graph must be complete before a session runs
         saver = tf1.train.Saver()
@@ -253,13 +274,13 @@ def write_onnx(runner, path):
 def calibration_feeds(model, args):
     """Static INT8's calibration batches: the first --calibration_examples train examples of
     the task, tokenized as served (each batch padded to its longest)."""
-    examples = glue.get_processor(args.task_name).get_train_examples(args.data_dir)
+    examples = tasks.get_processor(args.task_name).get_train_examples(args.data_dir)
     pairs = [(example.text_a, example.text_b) for example in
              examples[:args.calibration_examples]]
     tokenizer = model.tokenizer(args.do_lower_case)
     return [dict(zip(inference.INPUT_NAMES,
                      inference.encode(tokenizer, pairs[start:start + CALIBRATION_BATCH_SIZE],
-                                      args.max_seq_length)))
+                                      args.max_seq_length, truncation_of(args))))
             for start in range(0, len(pairs), CALIBRATION_BATCH_SIZE)]
 
 
@@ -311,7 +332,7 @@ SAMPLE_PAIRS = [("The cat sat on the mat.", "A dog sat on it."), ("It was a good
                 (" ".join(["the film is great and the plot is not bad ."] * 20), "who sat ?")]
 
 
-def compare_formats(model, runner, folder, pairs, max_seq_length, do_lower_case):
+def compare_formats(model, runner, folder, pairs, max_seq_length, do_lower_case, truncation):
     """Logits of the checkpoint, ONNX fp32, ONNX INT8 and the SavedModel on ``pairs``, in
     batches padded to their longest (the checkpoint and ONNX get ids from our tokenizer)."""
     tokenizer = model.tokenizer(do_lower_case)
@@ -322,10 +343,10 @@ def compare_formats(model, runner, folder, pairs, max_seq_length, do_lower_case)
     try:
         for start in range(0, len(pairs), COMPARE_BATCH_SIZE):
             batch = pairs[start:start + COMPARE_BATCH_SIZE]
-            features = inference.encode(tokenizer, batch, max_seq_length)
-            logits["checkpoint"].append(runner(*features))
+            token_features = inference.encode(tokenizer, batch, max_seq_length, truncation)
+            logits["checkpoint"].append(runner(*token_features))
             for name, onnx_runner in onnx_runners.items():
-                logits[name].append(onnx_runner(*features))
+                logits[name].append(onnx_runner(*token_features))
             logits["saved_model"].append(saved_model([text_a for text_a, _ in batch],
                                                      [text_b or "" for _, text_b in batch]))
     finally:
@@ -340,7 +361,7 @@ def dev_metrics(task_name, examples, logits, labels):
     else:
         label_ids = {label: index for index, label in enumerate(labels)}
         gold = np.array([label_ids[example.label] for example in examples])
-    metric = glue.METRIC_FOR_TASK[glue.canonical_task_name(task_name)]
+    metric = tasks.primary_metric(task_name)
     values = {}
     for name, format_logits in logits.items():
         predicted = format_logits[:, 0] if labels is None else np.argmax(format_logits, -1)
@@ -373,10 +394,11 @@ def validate(args):
         tokenization.validate_case_matches_checkpoint(args.do_lower_case, args.model_dir)
     except ValueError as error:
         raise UsageError(f"--do_lower_case: {error}") from None
+    tasks.resolve_arguments(args)
     cli.require((args.task_name is None) == (args.data_dir is None),
                 "--task_name and --data_dir go together (the dev metric needs both)")
     if args.task_name is not None:
-        task_labels = glue.get_processor(args.task_name).get_labels()
+        task_labels = tasks.get_processor(args.task_name).get_labels()
         task_num_labels = 1 if task_labels is None else len(task_labels)
         cli.require(task_num_labels == model.num_labels,
                     f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
@@ -391,7 +413,7 @@ def validate(args):
     if args.int8_mode == onnx_int8.STATIC:
         cli.require(args.task_name is not None, "--int8_mode static calibrates on train "
                                                 "examples: give --task_name and --data_dir")
-        train_file = glue.get_processor(args.task_name).train_file
+        train_file = tasks.get_processor(args.task_name).train_file
         cli.require_file(os.path.join(args.data_dir, train_file), "data_dir",
                          f"the {args.task_name} {train_file} that calibrates --int8_mode static")
     cli.require_in_range(args.calibration_examples, "calibration_examples", 1)
@@ -416,7 +438,7 @@ def describe(model, args, labels):
         "methods": [method.name for method in model.method_list],
         "num_labels": model.num_labels, "labels": labels,
         "max_seq_length": args.max_seq_length, "do_lower_case": args.do_lower_case,
-        "task_name": args.task_name,
+        "task_name": args.task_name, "truncation": truncation_of(args),
         "files": {
             SAVED_MODEL_DIR: {
                 "tag": SERVING_TAG, "signature": SIGNATURE,
@@ -445,12 +467,17 @@ def int8_description(args):
     return f"onnxruntime quantize_dynamic, QInt8 weights, per_channel={INT8_PER_CHANNEL}"
 
 
+def truncation_of(args):
+    """How a long single text is cut: as the task's training cut it (head without a task)."""
+    return tasks.get_processor(args.task_name).truncation if args.task_name else HEAD
+
+
 def read_task(model, args):
     """(labels, dev examples or None, static INT8's calibration feeds or None): every data
     file read, and so checked, before anything is written."""
     if args.task_name is None:
         return list(range(model.num_labels)), None, None
-    processor = glue.get_processor(args.task_name)
+    processor = tasks.get_processor(args.task_name)
     feeds = calibration_feeds(model, args) if args.int8_mode == onnx_int8.STATIC else None
     return processor.get_labels(), processor.get_dev_examples(args.data_dir), feeds
 
@@ -464,7 +491,7 @@ def write_export(model, args, folder, task, learned=None):
     shutil.copyfile(model.vocab_file, vocab_file)
     log.info("writing the SavedModel")
     write_saved_model(model, os.path.join(folder, SAVED_MODEL_DIR), vocab_file,
-                      args.do_lower_case, args.max_seq_length)
+                      args.do_lower_case, args.max_seq_length, truncation_of(args))
     runner = inference.TensorFlowRunner(model)
     float_runner = (inference.TensorFlowRunner(model, simulated_int8=False)
                     if any(method.simulates_int8 for method in model.method_list) else runner)
@@ -477,7 +504,7 @@ def write_export(model, args, folder, task, learned=None):
         pairs = (SAMPLE_PAIRS if examples is None
                  else [(example.text_a, example.text_b) for example in examples])
         logits = compare_formats(model, runner, folder, pairs, args.max_seq_length,
-                                 args.do_lower_case)
+                                 args.do_lower_case, truncation_of(args))
     finally:
         runner.close()
         float_runner.close()
@@ -551,7 +578,9 @@ def main(argv=None):
                         help="longest input in tokens; longer text is truncated as in training")
     parser.add_argument("--do_lower_case", type=parse_bool, default=True,
                         help="true for uncased models (the default), false for cased ones")
-    parser.add_argument("--task_name", help="GLUE task: labels and the dev metric of each file")
+    parser.add_argument("--task_name", help="GLUE task, a name for your own data (with the "
+                                            "flags below) or a task .json file: labels and the "
+                                            "dev metric of each file")
     parser.add_argument("--data_dir", help="the task's data folder (with dev.tsv, and "
                                            "train.tsv for --int8_mode static)")
     parser.add_argument("--int8_mode", choices=onnx_int8.MODES,
@@ -561,6 +590,7 @@ def main(argv=None):
                              "learned for such a model, else dynamic")
     parser.add_argument("--calibration_examples", type=int, default=CALIBRATION_EXAMPLES,
                         help="train examples that calibrate --int8_mode static")
+    user_task.add_arguments(parser)
     args = parser.parse_args(argv)
     cli.configure_logging()
     return cli.run_main(lambda: run(args), PROGRAM)

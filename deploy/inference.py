@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from bert import checkpoint, cli, distribution, methods, model_folder, modeling, tokenization
 from bert.classifier import classifier_head, convert_example
+from bert.features import HEAD
 from bert.model_fn import HEAD_WEIGHTS
 from bert.errors import InputError
 from bert.glue import InputExample
@@ -76,11 +77,12 @@ def build_logits(model: ModelFolder, input_ids, input_mask, segment_ids, simulat
     return classifier_head(bert.pooled_output, model.num_labels, False)
 
 
-def encode(tokenizer, pairs, max_seq_length):
+def encode(tokenizer, pairs, max_seq_length, truncation=HEAD):
     """(input_ids, input_mask, segment_ids) int32 arrays of ``[(text_a, text_b or None)]``,
-    Google's truncation, padded to the longest example of the batch (not to max_seq_length)."""
+    truncated as in training (``features.convert_example``), padded to the longest example of
+    the batch (not to max_seq_length)."""
     features = [convert_example(InputExample(str(index), text_a, text_b, 0.0), None,
-                                max_seq_length, tokenizer)
+                                max_seq_length, tokenizer, truncation)
                 for index, (text_a, text_b) in enumerate(pairs)]
     longest = max(sum(feature["input_mask"]) for feature in features)
     return tuple(np.array([feature[name][:longest] for feature in features], np.int32)

@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from bert import cli, files, model_folder, modeling
+from bert import cli, files, model_folder, modeling, tasks
 from bert.classifier import (EVAL_RESULTS_FILE, Classifier, ClassifierSettings,
                              format_eval_results)
 from bert.errors import InputError, UsageError
@@ -275,6 +275,7 @@ def require_apart(output_dir, model_dir):
 
 
 def run(args):
+    tasks.resolve_arguments(args)
     cli.require_output_dir(args.output_dir, "output_dir")
     require_apart(args.output_dir, args.model_dir)
     cli.require_in_range(args.eval_batch_size, "eval_batch_size", 1)

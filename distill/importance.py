@@ -30,7 +30,7 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from bert import checkpoint, cli, files, methods, model_folder, modeling
+from bert import checkpoint, cli, files, methods, model_folder, modeling, tasks, user_task
 from bert.classifier import (Task, check_classifier_head, convert_example, create_model,
                              file_fingerprint)
 from bert.errors import InputError, UsageError
@@ -221,7 +221,8 @@ class _Sample:
         chosen = np.sort(rng.choice(len(examples), min(count, len(examples)), replace=False))
         labels = task.processor.get_labels()
         label_map = None if labels is None else {label: i for i, label in enumerate(labels)}
-        rows = [convert_example(examples[i], label_map, task.max_seq_length, task.tokenizer)
+        rows = [convert_example(examples[i], label_map, task.max_seq_length, task.tokenizer,
+                                task.processor.truncation)
                 for i in chosen]
         self.arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
         self.size = len(rows)
@@ -356,9 +357,10 @@ class ImportanceSettings:
 
 def add_flags(parser):
     """The flags of ImportanceSettings (search and extract both take them)."""
-    parser.add_argument("--task_name", help="GLUE task whose train.tsv scores the teacher's "
-                                            "units (and, for extract, whose dev.tsv is "
-                                            "evaluated)")
+    parser.add_argument("--task_name", help="GLUE task (or your own data's name, or a task "
+                                            ".json file) whose train examples score the "
+                                            "teacher's units (and, for extract, whose dev "
+                                            "examples are evaluated)")
     parser.add_argument("--data_dir", help="the task's folder (train.tsv, dev.tsv)")
     parser.add_argument("--importance",
                         help=f"an {IMPORTANCE_FILE} written before (default: computed from "
@@ -371,6 +373,7 @@ def add_flags(parser):
                         default=cli.field_default(ImportanceSettings, "max_seq_length"),
                         help="tokens per example (default %(default)s)")
     parser.add_argument("--cased", action="store_true", help="the teacher is cased")
+    user_task.add_arguments(parser)
 
 
 def read_teacher(model_dir, flag="model_dir"):
@@ -408,7 +411,8 @@ def importance_for(settings: ImportanceSettings, model_dir, config, values, voca
     source = {"model_dir": os.path.abspath(model_dir),
               "checkpoint": file_fingerprint(prefix + checkpoint.INDEX_SUFFIX),
               "task": settings.task_name, "data_dir": os.path.abspath(settings.data_dir),
-              "train_file": file_fingerprint(os.path.join(settings.data_dir, "train.tsv")),
+              "train_file": file_fingerprint(os.path.join(
+                  settings.data_dir, tasks.get_processor(settings.task_name).train_file)),
               "max_seq_length": settings.max_seq_length, "lower_case": not settings.cased,
               "requested_examples": settings.importance_examples}
     if os.path.isfile(saved_path):

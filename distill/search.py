@@ -58,7 +58,7 @@ import math
 import sys
 import tempfile
 
-from bert import cli
+from bert import cli, tasks
 from distill import importance as unit_importance
 from distill.search_latency import Row, fit_cost_model, measurement_plan
 from distill.search_pareto import evenly_spaced, pareto_front, successive_fronts
@@ -135,6 +135,7 @@ def settings_from_args(args):
 
 
 def run(args):
+    tasks.resolve_arguments(args)
     settings = settings_from_args(args)
     with tempfile.TemporaryDirectory(prefix="distill_search_") as scratch:
         search(settings, scratch)

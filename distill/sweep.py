@@ -33,7 +33,7 @@ from typing import Optional
 
 from absl import flags
 
-from bert import cli, files, glue, model_folder
+from bert import cli, files, model_folder, tasks
 from bert import run_classifier as google_flags
 from bert.classifier import EVAL_RESULTS_FILE, HPARAMS_FILE, Classifier, ClassifierSettings
 from bert.errors import TrainingDivergedError, UsageError
@@ -147,7 +147,7 @@ class TaskSweep:
 
 def best_of_task(task_dir, task):
     """One table row: the best finished run of ``task_dir`` (None without any)."""
-    metric = glue.METRIC_FOR_TASK[glue.canonical_task_name(task)]
+    metric = tasks.primary_metric(task)
     finished, diverged = [], 0
     for name in sorted(os.listdir(task_dir)) if os.path.isdir(task_dir) else []:
         run_dir = os.path.join(task_dir, name)

@@ -30,8 +30,8 @@ import sys
 
 import tensorflow as tf
 
-from bert import (checkpoint, cli, distribution, glue, methods, model_folder, modeling,
-                  stages, timing)
+from bert import (checkpoint, cli, distribution, methods, model_folder, modeling, stages, tasks,
+                  timing, user_task)
 from bert.classifier import (HEAD_VARIABLES, TEST_RESULTS_FILE, Classifier, ClassifierSettings,
                              classifier_head)
 from bert.errors import UsageError
@@ -62,6 +62,7 @@ TASK_DEFAULTS = {
     "qnli": (3e-5, 2e-4, 1.5e-4, 16, 128),
     "sts-b": (3e-5, 3e-3, 1e-3, 64, 64),
 }
+USER_TASK_DEFAULTS = TASK_DEFAULTS["mrpc"]  # your own data: MRPC's row (128 tokens)
 DEFAULTED_FLAGS = ("LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA", "BATCH_SIZE", "MAX_SEQ_LENGTH")
 SEED_TASK_NAMES = ("cola", "rte", "sst-2", "qnli", "mrpc", "mnli-m", "mnli-mm", "qqp", "sts-b")
 
@@ -73,8 +74,9 @@ def _defaults_table():
 
 def build_parser():
     parser = cli.ArgumentParser(prog=PROGRAM, description=__doc__.format(table=_defaults_table()))
-    parser.add_argument("--TASK", required=True, type=str.lower,
-                        help=f"GLUE task: {', '.join(SEED_TASK_NAMES)}")
+    parser.add_argument("--TASK", required=True,
+                        help=f"GLUE task ({', '.join(SEED_TASK_NAMES)}), a name for your own "
+                             "data (with the flags below) or a task .json file")
     parser.add_argument("--BERT_CONFIG_PATH",
                         help="bert_config.json (default: the one in CHECKPOINT_PATH's folder)")
     parser.add_argument("--CHECKPOINT_PATH", required=True,
@@ -105,6 +107,7 @@ def build_parser():
                         default=cli.field_default(ClassifierSettings, "max_train_examples"),
                         help="train on the first N examples only, for demos (0: all)")
     _add_inference_flags(parser)
+    user_task.add_arguments(parser)
     parser.add_argument("--SEED", type=int, default=cli.field_default(ClassifierSettings, "seed"),
                         help="random seed of shuffling, dropout and the new head")
     parser.add_argument("--DISTRIBUTION", choices=distribution.DISTRIBUTIONS,
@@ -144,10 +147,18 @@ def _add_inference_flags(parser):
 # Validation: everything is checked before anything is written ---------------------------------
 def resolve_args(args):
     """Check every flag and input file; fill the per-task defaults. Writes nothing."""
-    if args.TASK not in SEED_TASK_NAMES + tuple(TASK_DEFAULTS):
-        raise UsageError(f"--TASK={args.TASK}: expected one of {', '.join(SEED_TASK_NAMES)}")
-    args.TASK = glue.canonical_task_name(args.TASK)
-    for flag, default in zip(DEFAULTED_FLAGS, TASK_DEFAULTS[args.TASK]):
+    user_values = user_task.flag_values(args)
+    if user_values or user_task.is_user_task(args.TASK):
+        args.TASK = tasks.resolve(args.TASK, args.DATA_DIR, user_values)
+        defaults = USER_TASK_DEFAULTS
+    else:
+        args.TASK = args.TASK.lower()
+        if args.TASK not in SEED_TASK_NAMES + tuple(TASK_DEFAULTS):
+            raise UsageError(f"--TASK={args.TASK}: expected one of "
+                             f"{', '.join(SEED_TASK_NAMES)}, or your own data's flags")
+        args.TASK = tasks.canonical_task_name(args.TASK)
+        defaults = TASK_DEFAULTS[args.TASK]
+    for flag, default in zip(DEFAULTED_FLAGS, defaults):
         if getattr(args, flag) is None:
             setattr(args, flag, default)
     for flag in ("LR_BERT", "LR_SOFT_EXTRACT", "LAMBDA"):
@@ -196,7 +207,7 @@ def resolve_args(args):
 def _check_data_files(args):
     if not os.path.isdir(args.DATA_DIR):
         raise UsageError(f"--DATA_DIR={args.DATA_DIR}: folder not found")
-    processor = glue.get_processor(args.TASK)
+    processor = tasks.get_processor(args.TASK)
     needed = []
     if args.training:
         needed += [processor.train_file, processor.dev_file]
@@ -205,8 +216,8 @@ def _check_data_files(args):
     if args.PREDICT_ONLY:
         needed.append(processor.test_file)
     for name in needed:
-        if not os.path.isfile(os.path.join(args.DATA_DIR, name)):
-            raise UsageError(f"--DATA_DIR={args.DATA_DIR}: {name} not found")
+        if name is None or not os.path.exists(os.path.join(args.DATA_DIR, name)):
+            raise UsageError(f"--DATA_DIR={args.DATA_DIR}: {name or 'the split file'} not found")
 
 
 def _eval_retention(args, bert_config):

@@ -95,12 +95,12 @@ def test_compute_task_metrics_keys_per_task():
         "sst-2": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "mrpc": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "qqp": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
-        "mnli": {"eval_accuracy"},
-        "mnli-mm": {"eval_accuracy"},
+        "mnli": {"eval_accuracy", "eval_macro_f1"},
+        "mnli-mm": {"eval_accuracy", "eval_macro_f1"},
         "qnli": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "rte": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
         "wnli": {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"},
-        "ax": {"eval_accuracy", "eval_mcc"},
+        "ax": {"eval_accuracy", "eval_mcc", "eval_macro_f1"},
         "sts-b": {"eval_pearson", "eval_spearman", "eval_corr"},
     }
     assert set(expected_keys) == set(glue.TASK_NAMES)
@@ -131,5 +131,5 @@ def test_invalid_inputs_raise():
         metrics.accuracy(np.zeros((2, 2)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="NaN"):
         metrics.spearman([1.0, float("nan")], [1.0, 2.0])
-    with pytest.raises(ValueError, match="unknown GLUE task"):
+    with pytest.raises(ValueError, match="unknown task 'squad': not a GLUE task"):
         metrics.compute_task_metrics("squad", [1], [1])

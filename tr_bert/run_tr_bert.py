@@ -378,7 +378,8 @@ def prepare_run():
         init_prefix = checkpoint.resolve_checkpoint(FLAGS.init_checkpoint)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    check_classifier_head(checkpoint.list_checkpoint(init_prefix), FLAGS.task_name,
+    check_classifier_head(checkpoint.list_checkpoint(init_prefix),
+                          google_flags.resolved_task_name(),
                           FLAGS.init_checkpoint, "init_checkpoint")
     config = modeling.BertConfig.from_json_file(config_file)
     reduction_layers(config.num_hidden_layers)  # a bad --reduction_layers fails before any work

@@ -1,0 +1,276 @@
+"""The user's own data: CSV/TSV/JSONL/folders with named columns, read the same way by every
+entry point; bad rows named by file, line and column; head+tail truncation of long texts."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert import features, metrics, model_folder, modeling, tasks, tokenization, user_task
+from bert.errors import InputError, UsageError
+from conftest import REPO_ROOT
+from deploy import export, inference
+from tiny_bert import TINY_VOCAB, write_small_model, write_vocab
+
+TIMEOUT = 600
+SEQ = 16
+ROWS = [("a good film , and great fun", "pos"), ("dull and awful", "neg"),
+        ("the plot is not good", "neg"), ("it was very good", "pos")]
+QUEUE_ROWS = [("the cat sat", "cats"), ("a dog sat", "dogs"), ("what plot ?", "films"),
+              ("the cat is good", "cats"), ("the dog is bad", "dogs"), ("a great film", "films")]
+
+
+def csv_text(rows, header=("review", "stars")):
+    """Every text quoted (commas inside), as spreadsheets write them."""
+    lines = [",".join(header)] + ['"' + text.replace('"', '""') + f'",{label}'
+                                  for text, label in rows]
+    return "\n".join(lines) + "\n"
+
+
+def jsonl_text(rows):
+    return "".join(json.dumps({"review": text, "stars": label}) + "\n" for text, label in rows)
+
+
+def resolve(data_dir, **flags):
+    return tasks.resolve(flags.pop("task_name", "reviews"), str(data_dir), flags)
+
+
+def examples(spec, split="train"):
+    processor = tasks.get_processor(spec)
+    return [(example.text_a, example.text_b, example.label) for example in
+            getattr(processor, f"get_{split}_examples")(None)]
+
+
+def test_csv_with_quoted_commas_and_jsonl_give_the_same_examples(tmp_path):
+    (tmp_path / "train.csv").write_text(csv_text(ROWS + [('say "bad", then\nnot good', "neg")]))
+    (tmp_path / "train.jsonl").write_text(jsonl_text(ROWS + [('say "bad", then\nnot good',
+                                                              "neg")]))
+    columns = dict(text_a_column="review", label_column="stars")
+    from_csv = resolve(tmp_path, input_format="csv", **columns)
+    from_jsonl = resolve(tmp_path, input_format="jsonl", **columns)
+    assert examples(from_csv) == examples(from_jsonl)
+    assert examples(from_csv)[0] == ("a good film , and great fun", None, "pos")
+    assert examples(from_csv)[-1][0] == 'say "bad", then\nnot good'
+    assert tasks.get_processor(from_csv).get_labels() == ["neg", "pos"]
+
+
+def test_the_spec_is_what_travels_and_a_task_file_says_the_same(tmp_path):
+    (tmp_path / "train.tsv").write_text("text\tlabel\n" + "".join(
+        f"{text}\t{label}\n" for text, label in ROWS))
+    spec = resolve(tmp_path, input_format="tsv")
+    assert tasks.canonical_task_name(spec) == spec  # one spelling: run records compare it
+    assert tasks.resolve(spec, str(tmp_path), {}) == spec  # a sub-step resolves it again
+    (tmp_path / "task.json").write_text(json.dumps({"name": "reviews", "input_format": "tsv"}))
+    assert resolve(tmp_path, task_name=str(tmp_path / "task.json")) == spec
+    values = json.loads(spec)
+    assert values["train_file"] == str(tmp_path / "train.tsv") and values["dev_file"] is None
+    assert tasks.display_name(spec) == "reviews"
+    assert tasks.submission_file_name(spec) == "reviews.tsv"
+    assert tasks.resolve("SST-2", str(tmp_path), {}) == "SST-2"  # GLUE is untouched
+
+
+def test_labels_metric_and_regression_follow_the_kind_of_task(tmp_path):
+    (tmp_path / "train.jsonl").write_text("".join(
+        json.dumps({"text": text, "label": stars}) + "\n"
+        for text, stars in zip(["a", "b", "c", "d"], [10, 9, 2, 10])))
+    three = resolve(tmp_path, input_format="jsonl")
+    assert tasks.get_processor(three).get_labels() == ["2", "9", "10"]  # numeric order
+    assert tasks.primary_metric(three) == "eval_accuracy"
+    values = metrics.compute_task_metrics(three, np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]))
+    # per class F1: class 0: 1, class 1: 2·1/(1+2) = 2/3, class 2: 2·1/(2+1) = 2/3
+    assert values["eval_macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert "eval_f1" not in values
+    accuracy = resolve(tmp_path, input_format="jsonl", labels="2,9,10", metric="macro_f1")
+    assert tasks.primary_metric(accuracy) == "eval_macro_f1"
+    regression = resolve(tmp_path, input_format="jsonl", regression="true")
+    assert tasks.get_processor(regression).get_labels() is None
+    assert tasks.primary_metric(regression) == "eval_spearman"
+    assert examples(regression)[1][2] == 9.0
+    (tmp_path / "two.jsonl").write_text(jsonl_text(ROWS))
+    binary = resolve(tmp_path, input_format="jsonl", train_file="two.jsonl",
+                     text_a_column="review", label_column="stars")
+    assert tasks.primary_metric(binary) == "eval_f1"  # of the second label, "pos"
+
+
+@pytest.mark.parametrize("content, flags, message", [
+    ("review,stars\ngood,pos\n", dict(text_a_column="body"),
+     "--text_a_column=body: {path} has no such column (columns: review, stars)"),
+    ("review,stars\ngood,pos\nbad,neg\nfine\n", {},
+     "{path}:4: no column 'stars' (the row has 1 columns)"),
+    ("review,stars\ngood,pos\n  ,neg\n", {}, "{path}:3: column 'review' is empty"),
+    ("review,stars\ngood,pos\nbad,meh\n", dict(labels="neg,pos"),
+     "{path}:3: label 'meh' in column 'stars' is not one of neg, pos"),
+    ("review,stars\ngood,pos\n", dict(labels="pos"), "--labels=pos: a classifier needs two"),
+    ("review,stars\ngood,pos\nbad,neg\n", dict(metric="mcc"), "--metric=mcc: expected one of "
+                                                               "accuracy, f1, precision, recall"),
+    ("review,stars\ngood,x\nbad,2\n", dict(regression="true"),
+     "{path}:2: column 'stars' is 'x', not a finite number"),
+    ("good,pos\nbad,neg\n", dict(header="false", text_a_column="review"),
+     "--text_a_column=review: with --header=false a column is its 1-based number"),
+])
+def test_bad_rows_and_columns_are_one_line_naming_file_line_and_column(tmp_path, content, flags,
+                                                                       message):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    flags = dict(dict(input_format="csv", text_a_column="review", label_column="stars"), **flags)
+    with pytest.raises(InputError) as error:
+        examples(resolve(tmp_path, **flags))
+    assert str(error.value).startswith(message.format(path=path)), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_jsonl_rows_name_their_line_and_field(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "good", "label": "pos"}\n\n'
+                                          '{"text": "bad"}\n')
+    with pytest.raises(InputError, match=r"train.jsonl:3: no field 'label' \(--label_column"):
+        resolve(tmp_path, input_format="jsonl", labels="neg,pos") and examples(
+            resolve(tmp_path, input_format="jsonl", labels="neg,pos"))
+    (tmp_path / "train.jsonl").write_text('{"text": 3, "label": "pos"}\n')
+    with pytest.raises(InputError, match=r"train.jsonl:1: column 'text' is 3, expected text"):
+        resolve(tmp_path, input_format="jsonl", labels="neg,pos")
+
+
+def test_glue_name_with_user_flags_and_unknown_names_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="--input_format is for your own data, but "
+                                         "--task_name=SST-2 is a GLUE task"):
+        tasks.resolve("SST-2", str(tmp_path), {"input_format": "csv"})
+    with pytest.raises(InputError, match="unknown task 'sst3': not a GLUE task"):
+        tasks.canonical_task_name("sst3")
+    with pytest.raises(UsageError, match="--train_file=absent.csv: not found in --data_dir"):
+        resolve(tmp_path, input_format="csv", train_file="absent.csv")
+
+
+def write_label_folders(root, texts_by_label):
+    """IMDB's layout: <split>/<label>/<n>.txt."""
+    for split in ("train", "test"):
+        for label, texts in texts_by_label.items():
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for index, text in enumerate(texts):
+                (folder / f"{index}_7.txt").write_text(text)
+    (root / "train" / "unsup").mkdir()  # IMDB's unlabelled reviews: not a label
+    (root / "task.json").write_text(json.dumps({
+        "name": "IMDB", "input_format": "folders", "train_file": "train", "dev_file": "test",
+        "labels": sorted(texts_by_label), "truncation": "head_tail"}))
+    return str(root / "task.json")
+
+
+def test_label_folders_read_as_imdb_ships_them(tmp_path):
+    task_file = write_label_folders(tmp_path, {"pos": ["good fun", "great"], "neg": ["awful"]})
+    spec = tasks.resolve(task_file, str(tmp_path), {})
+    assert examples(spec) == [("awful", None, "neg"), ("good fun", None, "pos"),
+                              ("great", None, "pos")]
+    assert len(examples(spec, "dev")) == 3
+    assert tasks.get_processor(spec).truncation == "head_tail"
+
+
+def test_head_tail_keeps_the_start_and_the_end():
+    tokens = [str(index) for index in range(1000)]
+    kept = features.truncate_single(tokens, 510, "head_tail")
+    assert kept == tokens[:128] + tokens[-382:]  # Sun et al.'s 128 + 382
+    assert features.truncate_single(tokens, 510, "head") == tokens[:510]
+    assert features.truncate_single(tokens[:20], 510, "head_tail") == tokens[:20]
+
+
+def test_in_graph_head_tail_is_the_python_one(tmp_path):
+    vocab_file = write_vocab(tmp_path)
+    words = [word for word in TINY_VOCAB if word.isalpha()]
+    rng = np.random.RandomState(0)
+    pairs = [(" ".join(rng.choice(words, length)), None) for length in (5, 40, 61, 200)]
+    pairs.append(("the cat sat", "a dog"))  # a pair is still trimmed from its ends
+    tokenizer = tokenization.create_tokenizer(vocab_file, True)
+    expected = inference.encode(tokenizer, pairs, 32, "head_tail")
+    got = export.encode_text(tf.constant([a for a, _ in pairs]),
+                             tf.constant([b or "" for _, b in pairs]),
+                             export.vocab_table(vocab_file), True, 32, "head_tail")
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have.numpy())
+    head, tail = features.head_tail_split(30)
+    ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(pairs[2][0]))
+    assert list(expected[0][2][1:-1]) == ids[:head] + ids[-tail:]
+
+
+# Processes: a 3-class CSV trains, evaluates macro-F1 and exports ---------------------------------
+def run_module(module, *flags):
+    return subprocess.run([sys.executable, "-m", module, *map(str, flags)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def queue_csv(rows):
+    return "id,body,queue\n" + "".join(f'{index},"{text}",{label}\n'
+                                       for index, (text, label) in enumerate(rows))
+
+
+USER_FLAGS = ["--task_name=tickets", "--input_format=csv", "--text_a_column=body",
+              "--label_column=queue"]
+
+
+@pytest.fixture(scope="module")
+def trained_tickets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tickets")
+    data = root / "data"
+    data.mkdir()
+    (data / "train.csv").write_text(queue_csv(QUEUE_ROWS * 8))
+    (data / "dev.csv").write_text(queue_csv(QUEUE_ROWS))
+    (data / "test.csv").write_text("id,body\n0,the cat sat\n1,a great film\n")
+    write_small_model(root / "pretrained")
+    process = run_module(
+        "bert.run_classifier", *USER_FLAGS, f"--data_dir={data}",
+        f"--vocab_file={root / 'pretrained' / 'vocab.txt'}",
+        f"--bert_config_file={root / 'pretrained' / 'bert_config.json'}",
+        f"--init_checkpoint={root / 'pretrained'}", f"--output_dir={root / 'train'}",
+        f"--max_seq_length={SEQ}", "--train_batch_size=8", "--learning_rate=3e-3",
+        "--num_train_epochs=10", "--do_train", "--do_eval", "--do_predict")
+    assert process.returncode == 0, process.stderr[-3000:]
+    return root
+
+
+def test_three_class_csv_trains_and_evaluates_macro_f1(trained_tickets):
+    results = dict(line.split(" = ") for line in
+                   (trained_tickets / "train" / "eval_results.txt").read_text().splitlines()
+                   if " = " in line)
+    assert {"eval_accuracy", "eval_macro_f1"} <= set(results)
+    assert float(results["eval_accuracy"]) > 0.5  # 3 balanced classes: chance is 1/3
+    submission = (trained_tickets / "train" / "tickets.tsv").read_text().splitlines()
+    assert submission[0] == "index\tprediction" and len(submission) == 3
+    assert {line.split("\t")[1] for line in submission[1:]} <= {"cats", "dogs", "films"}
+
+
+def test_three_class_model_exports_with_its_labels_and_dev_metric(trained_tickets):
+    config = modeling.BertConfig.from_json_file(
+        str(trained_tickets / "pretrained" / "bert_config.json"))
+    model_dir = trained_tickets / "model"
+    model_folder.write_from_training_checkpoint(
+        tf.train.latest_checkpoint(str(trained_tickets / "train")), str(model_dir), config,
+        str(trained_tickets / "pretrained" / "vocab.txt"),
+        keep=(r"^bert/", r"^output_weights$", r"^output_bias$"), step="test", source="test")
+    out = trained_tickets / "export"
+    process = run_module("deploy.export", f"--model_dir={model_dir}", f"--output_dir={out}",
+                         f"--max_seq_length={SEQ}", *USER_FLAGS,
+                         f"--data_dir={trained_tickets / 'data'}")
+    assert process.returncode == 0, process.stderr[-3000:]
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["labels"] == ["cats", "dogs", "films"]
+    assert summary["dev"]["metric"] == "eval_accuracy" and summary["dev"]["examples"] == 6
+    assert summary["dev"]["checkpoint"] == summary["dev"]["onnx"] == summary["dev"]["saved_model"]
+    assert json.loads(summary["task_name"])["name"] == "tickets"
+
+
+def test_a_wrong_column_on_the_command_line_is_one_line_and_writes_nothing(trained_tickets,
+                                                                           tmp_path):
+    flags = [flag.replace("=body", "=text") for flag in USER_FLAGS]
+    process = run_module(
+        "bert.run_classifier", *flags, f"--data_dir={trained_tickets / 'data'}",
+        f"--vocab_file={trained_tickets / 'pretrained' / 'vocab.txt'}",
+        f"--bert_config_file={trained_tickets / 'pretrained' / 'bert_config.json'}",
+        f"--init_checkpoint={trained_tickets / 'pretrained'}", f"--output_dir={tmp_path / 'o'}",
+        "--do_train")
+    assert process.returncode == 1
+    lines = process.stderr.strip().splitlines()
+    assert lines[-1] == (f"run_classifier: error: --text_a_column=text: "
+                         f"{trained_tickets / 'data' / 'train.csv'} has no such column "
+                         "(columns: id, body, queue)"), lines[-1]
+    assert not (tmp_path / "o").exists()
