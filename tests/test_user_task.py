@@ -225,6 +225,11 @@ def trained_tickets(tmp_path_factory):
         f"--max_seq_length={SEQ}", "--train_batch_size=8", "--learning_rate=3e-3",
         "--num_train_epochs=10", "--do_train", "--do_eval", "--do_predict")
     assert process.returncode == 0, process.stderr[-3000:]
+    config = modeling.BertConfig.from_json_file(str(root / "pretrained" / "bert_config.json"))
+    model_folder.write_from_training_checkpoint(
+        tf.train.latest_checkpoint(str(root / "train")), str(root / "model"), config,
+        str(root / "pretrained" / "vocab.txt"),
+        keep=(r"^bert/", r"^output_weights$", r"^output_bias$"), step="test", source="test")
     return root
 
 
@@ -240,13 +245,7 @@ def test_three_class_csv_trains_and_evaluates_macro_f1(trained_tickets):
 
 
 def test_three_class_model_exports_with_its_labels_and_dev_metric(trained_tickets):
-    config = modeling.BertConfig.from_json_file(
-        str(trained_tickets / "pretrained" / "bert_config.json"))
     model_dir = trained_tickets / "model"
-    model_folder.write_from_training_checkpoint(
-        tf.train.latest_checkpoint(str(trained_tickets / "train")), str(model_dir), config,
-        str(trained_tickets / "pretrained" / "vocab.txt"),
-        keep=(r"^bert/", r"^output_weights$", r"^output_bias$"), step="test", source="test")
     out = trained_tickets / "export"
     process = run_module("deploy.export", f"--model_dir={model_dir}", f"--output_dir={out}",
                          f"--max_seq_length={SEQ}", *USER_FLAGS,
@@ -274,3 +273,47 @@ def test_a_wrong_column_on_the_command_line_is_one_line_and_writes_nothing(train
                          f"{trained_tickets / 'data' / 'train.csv'} has no such column "
                          "(columns: id, body, queue)"), lines[-1]
     assert not (tmp_path / "o").exists()
+
+
+def entry_point_commands(root, out):
+    """Each command that takes --task_name, with enough flags to reach the task."""
+    model, data = root / "pretrained", root / "data"
+    task = [f"--data_dir={data}", "--task_name=tickets", "--input_format=csv",
+            "--text_a_column=text", "--label_column=queue"]
+    classifier = [*task, f"--init_checkpoint={model}", f"--output_dir={out}", "--do_train",
+                  f"--vocab_file={model / 'vocab.txt'}",
+                  f"--bert_config_file={model / 'bert_config.json'}"]
+    return {
+        "flop.run_classifier": [*classifier, "--target_sparsity=0.5"],
+        "prune_ofa.run_classifier": [*classifier, f"--teacher_model_dir={model}"],
+        "distill.run_distill": [*classifier, f"--teacher_model_dir={model}"],
+        "tr_bert.run_tr_bert": [*classifier, "--train_init"],
+        "power_bert.main": [f"--DATA_DIR={data}", "--TASK=tickets", "--input_format=csv",
+                            "--text_a_column=text", "--label_column=queue",
+                            f"--CHECKPOINT_PATH={model}", f"--OUTPUT_DIR={out}"],
+        "distill.search": [*task, f"--model_dir={model}", f"--output_dir={out}"],
+        "distill.extract": [*task, f"--model_dir={model}", f"--output_dir={out}",
+                            "--config=absent.json"],
+        "deploy.compress": [*task, f"--model_dir={model}", f"--output_dir={out}"],
+        "deploy.export": [*task, f"--model_dir={root / 'model'}", f"--output_dir={out}",
+                          f"--max_seq_length={SEQ}"],
+        "deploy.benchmark": [*task, str(model), f"--output_dir={out}"],
+    }
+
+
+# One command per kind of edge runs in CI's set (absl's is test_a_wrong_column_... above); the
+# others share those edges' code and run in the slow set.
+FAST_EDGES = ("power_bert.main", "deploy.compress", "distill.search")
+
+
+@pytest.mark.parametrize("module", [
+    module if module in FAST_EDGES else pytest.param(module, marks=pytest.mark.slow)
+    for module in sorted(entry_point_commands(REPO_ROOT, REPO_ROOT))])
+def test_every_entry_point_names_a_wrong_column_in_one_line(trained_tickets, tmp_path, module):
+    flags = entry_point_commands(trained_tickets, tmp_path / "out")[module]
+    process = run_module(module, *flags)
+    assert process.returncode == 1, process.stderr[-2000:]
+    last = process.stderr.strip().splitlines()[-1]
+    assert "--text_a_column=text: " in last and "has no such column" in last, last
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "out").exists()
