@@ -19,6 +19,7 @@ import sys
 import tensorflow as tf
 from absl import app, flags
 
+from bert import tasks, user_task
 from bert.errors import NO_SPACE_MESSAGE, InputError, Interrupted, UsageError
 
 tf1 = tf.compat.v1
@@ -134,6 +135,12 @@ def field_default(settings_class, name):
     if field.default is dataclasses.MISSING:
         raise TypeError(f"{settings_class.__name__}.{name} has no default")
     return field.default
+
+
+def resolve_task_arguments(args):
+    """``args.task_name`` as libraries take it, in place: an argparse namespace with
+    ``data_dir`` and the flags of ``user_task.add_arguments`` (see ``bert.tasks.resolve``)."""
+    args.task_name = tasks.resolve(args.task_name, args.data_dir, user_task.flag_values(args))
 
 
 def settings_from_namespace(settings_class, namespace, **overrides):

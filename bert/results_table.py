@@ -45,21 +45,21 @@ def metric_label(task):
 
 
 def tables(found):
-    tasks = list(found)
+    task_names = list(found)
     best, per_lr = {}, {}
-    for task in tasks:
+    for task in task_names:
         key = tasks.primary_metric(task)
         scores = {lr: results[key] for lr, results in found[task].items() if key in results}
         per_lr[task] = scores
         if scores:
             best[task] = max(scores.items(), key=lambda item: item[1])
-    header = "| | " + " | ".join(f"{t} ({metric_label(t)})" for t in tasks) + " |"
-    rule = "|---" * (len(tasks) + 1) + "|"
+    header = "| | " + " | ".join(f"{t} ({metric_label(t)})" for t in task_names) + " |"
+    rule = "|---" * (len(task_names) + 1) + "|"
     best_row = "| best | " + " | ".join(
-        f"{best[t][1] * PERCENT:.1f} (lr {best[t][0]})" if t in best else "—" for t in tasks) + " |"
+        f"{best[t][1] * PERCENT:.1f} (lr {best[t][0]})" if t in best else "—" for t in task_names) + " |"
     lrs = sorted({lr for scores in per_lr.values() for lr in scores}, key=float, reverse=True)
     lr_rows = ["| " + lr + " | " + " | ".join(
-        f"{per_lr[t][lr] * PERCENT:.1f}" if lr in per_lr[t] else "—" for t in tasks) + " |"
+        f"{per_lr[t][lr] * PERCENT:.1f}" if lr in per_lr[t] else "—" for t in task_names) + " |"
         for lr in lrs]
     return "\n".join([header, rule, best_row] + lr_rows) + "\n"
 

@@ -22,12 +22,6 @@ def resolve(task_name, data_dir, flag_values):
     return task_name
 
 
-def resolve_arguments(args):
-    """``args.task_name`` resolved in place (an argparse namespace with ``data_dir`` and the
-    flags of ``user_task.add_arguments``)."""
-    args.task_name = resolve(args.task_name, args.data_dir, user_task.flag_values(args))
-
-
 def canonical_task_name(task_name):
     """A GLUE task's canonical name, or a user task's spec in its one canonical spelling."""
     if user_task.is_spec(task_name):

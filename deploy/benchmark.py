@@ -342,7 +342,7 @@ def validate(args):
     cli.require_in_range(args.threads, "threads", 1)
     cli.require_in_range(args.max_eval_examples, "max_eval_examples", 0)
     cli.require_in_range(args.max_seq_length, "max_seq_length", MIN_SEQ_LENGTH)
-    tasks.resolve_arguments(args)
+    cli.resolve_task_arguments(args)
     cli.require(bool(args.task_name) == bool(args.data_dir),
                 "--task_name and --data_dir go together (give both for a dev metric, or "
                 "neither for synthetic sentences)")

@@ -320,7 +320,7 @@ def run(args):
     for name in PATH_FLAGS:
         if getattr(args, name):
             setattr(args, name, os.path.realpath(getattr(args, name)))
-    tasks.resolve_arguments(args)
+    cli.resolve_task_arguments(args)
     settings = CompressSettings.from_namespace(args)
     if recipe_of(args) == BUDGET:
         run_budget_recipe(settings, budget_settings(args), args.finetuned_dir)

@@ -394,7 +394,7 @@ def validate(args):
         tokenization.validate_case_matches_checkpoint(args.do_lower_case, args.model_dir)
     except ValueError as error:
         raise UsageError(f"--do_lower_case: {error}") from None
-    tasks.resolve_arguments(args)
+    cli.resolve_task_arguments(args)
     cli.require((args.task_name is None) == (args.data_dir is None),
                 "--task_name and --data_dir go together (the dev metric needs both)")
     if args.task_name is not None:

@@ -275,7 +275,7 @@ def require_apart(output_dir, model_dir):
 
 
 def run(args):
-    tasks.resolve_arguments(args)
+    cli.resolve_task_arguments(args)
     cli.require_output_dir(args.output_dir, "output_dir")
     require_apart(args.output_dir, args.model_dir)
     cli.require_in_range(args.eval_batch_size, "eval_batch_size", 1)

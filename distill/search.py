@@ -135,7 +135,7 @@ def settings_from_args(args):
 
 
 def run(args):
-    tasks.resolve_arguments(args)
+    cli.resolve_task_arguments(args)
     settings = settings_from_args(args)
     with tempfile.TemporaryDirectory(prefix="distill_search_") as scratch:
         search(settings, scratch)
