@@ -317,3 +317,44 @@ def test_every_entry_point_names_a_wrong_column_in_one_line(trained_tickets, tmp
     assert "--text_a_column=text: " in last and "has no such column" in last, last
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "out").exists()
+
+
+def load_downloader():
+    """datasets/download_glue.py by path (datasets/ is a data folder, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "download_glue", REPO_ROOT / "datasets" / "download_glue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LONG_DOCUMENT_LAYOUTS = {  # a few rows of each set as download_glue.py leaves it
+    "IMDB": {"train/pos/0_9.txt": "great fun", "train/neg/0_2.txt": "dull",
+             "test/pos/1_8.txt": "good", "test/neg/1_1.txt": "awful"},
+    "Yelp-5": {"train.csv": '"5","great fun\\nand good"\n"1","awful"\n"3","the plot"\n',
+               "test.csv": '"2","bad"\n'},
+    "20NG": {"train.jsonl": '{"text": "the cat", "label": "rec.pets"}\n'
+                            '{"text": "a film", "label": "rec.arts"}\n',
+             "test.jsonl": '{"text": "a dog", "label": "rec.pets"}\n'},
+    "Hyperpartisan": {name: '{"id": "1", "text": "Title\\nit was bad", "label": "true"}\n'
+                            '{"id": "2", "text": "Title\\nit was good", "label": "false"}\n'
+                      for name in ("train.jsonl", "dev.jsonl", "test.jsonl")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_DOCUMENT_LAYOUTS))
+def test_every_task_file_the_downloader_writes_reads(tmp_path, name):
+    folder = tmp_path / name
+    for relative, content in LONG_DOCUMENT_LAYOUTS[name].items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(content)
+    (folder / "task.json").write_text(json.dumps(load_downloader().TASK_DESCRIPTIONS[name]))
+    spec = tasks.resolve(str(folder / "task.json"), str(folder), {})
+    processor = tasks.get_processor(spec)
+    train, dev = processor.get_train_examples(), processor.get_dev_examples()
+    assert train and dev and processor.truncation == "head_tail"
+    assert {example.label for example in train + dev} <= set(processor.get_labels())
+    if name == "Yelp-5":  # no header: columns by number, the label first
+        assert (train[0].text_a, train[0].label) == ("great fun\\nand good", "5")
+        assert processor.get_labels() == ["1", "2", "3", "4", "5"]
