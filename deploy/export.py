@@ -85,12 +85,12 @@ def _char_ranges(ranges):
 
 
 # bert.tokenization's rules as RE2 patterns. Removed: NUL, U+FFFD and every Unicode "other"
-# (category C) char but tab, newline and return, which like category Zs separate words.
-_REMOVED_CHARS = r"[\x{0}\x{FFFD}]|[^\PC\t\n\r]"
-_WHITESPACE_CHARS = r"[\t\n\r\p{Zs}]"
+# (category C) char but tab, newline and return, which like category Z separate words.
+REMOVED_CHARS_PATTERN = r"[\x{0}\x{FFFD}]|[^\PC\t\n\r]"
+WHITESPACE_PATTERN = r"[\t\n\r\p{Z}]"  # Zl, Zp too: str.split() splits at U+2028, U+2029
 # Each punctuation char (ASCII symbols included) and each CJK ideograph is a word of its own.
-_SPLIT_OFF = "|".join([_char_ranges(tokenization.ASCII_PUNCTUATION_RANGES), r"\p{P}",
-                       _char_ranges(tokenization.CJK_IDEOGRAPH_RANGES)])
+SPLIT_OFF_PATTERN = "|".join([_char_ranges(tokenization.ASCII_PUNCTUATION_RANGES), r"\p{P}",
+                              _char_ranges(tokenization.CJK_IDEOGRAPH_RANGES)])
 
 
 def basic_tokenize(text, do_lower_case):
@@ -100,12 +100,12 @@ def basic_tokenize(text, do_lower_case):
     becomes Greek "μ", "…" three periods, "ß" "ss"), turns NUL into a space instead of deleting
     it and keeps U+FFFD and private-use chars, so its ids are not the ones the model learned.
     """
-    text = tf.strings.regex_replace(text, _REMOVED_CHARS, "")
-    text = tf.strings.regex_replace(text, _WHITESPACE_CHARS, " ")
+    text = tf.strings.regex_replace(text, REMOVED_CHARS_PATTERN, "")
+    text = tf.strings.regex_replace(text, WHITESPACE_PATTERN, " ")
     if do_lower_case:
         text = tf.strings.lower(text, encoding="utf-8")
         text = tf.strings.regex_replace(tf_text.normalize_utf8(text, "NFD"), r"\p{Mn}", "")
-    return tf_text.regex_split(text, rf"\s+|{_SPLIT_OFF}", _SPLIT_OFF)
+    return tf_text.regex_split(text, rf"\s+|{SPLIT_OFF_PATTERN}", SPLIT_OFF_PATTERN)
 
 
 def vocab_table(vocab_file):

@@ -59,11 +59,8 @@ TEXT_INPUTS = (QUESTION, CONTEXT)
 ANSWER, SCORE, ANSWER_START, ANSWER_END = "answer", "score", "answer_start", "answer_end"
 LOGIT_OUTPUTS = (START_LOGITS, END_LOGITS)
 SEQUENCE_AXIS = 1
-# Python's str.split (the reference tokenizer's last word split) also splits at the line and
-# paragraph separators (Zl, Zp), which deploy.export's whitespace class leaves inside words.
-WHITESPACE_CHARS = r"[\t\n\r\p{Z}]"
 STRIPPED_MARKS = r"\p{Mn}"  # accents an uncased vocabulary was built without
-WORD_DELIMITERS = rf"\s+|{export._SPLIT_OFF}"
+WORD_DELIMITERS = rf"\s+|{export.SPLIT_OFF_PATTERN}"
 QUESTION_SEGMENT_PARTS = 3  # [CLS] question [SEP]
 CONTEXT_SEGMENT_PARTS = 2  # context [SEP]
 COMPARE_LIMIT = 200  # questions of --predict_file compared
@@ -98,8 +95,8 @@ def _char_parts(text, do_lower_case):
     the whole text is lowered at once and cut at each char's own lowered length."""
     chars = tf.strings.unicode_split(text, "UTF-8")
     flat = chars.flat_values
-    removed = tf.strings.regex_full_match(flat, export._REMOVED_CHARS)
-    spaces = tf.strings.regex_full_match(flat, WHITESPACE_CHARS)
+    removed = tf.strings.regex_full_match(flat, export.REMOVED_CHARS_PATTERN)
+    spaces = tf.strings.regex_full_match(flat, export.WHITESPACE_PATTERN)
     cleaned = tf.where(removed, "", tf.where(spaces, " ", flat))
     if not do_lower_case:
         return chars.with_flat_values(cleaned), tf.zeros_like(removed)
@@ -124,7 +121,7 @@ def tokenize_with_offsets(text, table, do_lower_case):
     if do_lower_case:  # the canonical order of marks, which may cross the chars' borders
         normalised = tf_text.normalize_utf8(normalised, "NFD")
     words, word_starts, word_ends = tf_text.regex_split_with_offsets(
-        normalised, WORD_DELIMITERS, export._SPLIT_OFF)
+        normalised, WORD_DELIMITERS, export.SPLIT_OFF_PATTERN)
     too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > tokenization.MAX_WORD_CHARS
     words = words.with_flat_values(tf.where(too_long, tokenization.UNKNOWN_TOKEN,
                                             words.flat_values))
@@ -167,9 +164,8 @@ def encode_question_context(question, context, table, do_lower_case, max_seq_len
     """Token features [batch, longest] of ``[CLS] question [SEP] context [SEP]`` (the question
     cut to max_query_length pieces, the context to what fits), the context pieces' character
     offsets, and each row's first context position and context piece count."""
-    question_ids = tokenize_with_offsets(question, table, do_lower_case)[0]
-    question_ids = _keep_first(question_ids, tf.fill(tf.shape(question, out_type=tf.int64),
-                                                     np.int64(max_query_length)))
+    question_ids = tokenize_with_offsets(question, table, do_lower_case)[0][
+        :, :max_query_length]
     context_ids, starts, ends = tokenize_with_offsets(context, table, do_lower_case)
     room = max_seq_length - question_ids.row_lengths() - squad.SPECIAL_TOKENS_PER_FEATURE
     context_ids = _keep_first(context_ids, room)

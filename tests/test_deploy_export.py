@@ -47,6 +47,7 @@ TRICKY_PAIRS = [
     ("a\x00b c\ufffdd e\ue000f g\u00adh i\u200bj k\x07l", "\u4e2d\u6587 the\u4e2ddog"),
     ("x" * (tokenization.MAX_WORD_CHARS + 1) + " good", "é" * tokenization.MAX_WORD_CHARS),
     ("dull\tplot\r\nand awful", "   "),
+    ("end\u2028line\u2029para", "a\u205fb"),
     ("Stra\u00dfe \u0130t $5^`~ fun", "\x07"),
 ]
 

@@ -322,6 +322,33 @@ def test_graph_tokenizer_gives_python_ids_and_character_offsets(tmp_path, do_low
         assert list(zip(starts[index], ends[index])) == [tuple(span) for span in spans], text
 
 
+def test_graph_encoding_is_the_first_window_of_convert_examples(world):
+    """Ids, mask, segments and context offsets of ``[CLS] question [SEP] context [SEP]`` in the
+    graph are bert.squad's first window; a long question is cut to max_query_length."""
+    examples = squad.read_squad(str(world / "train-v1.1.json"), is_training=False)
+    examples.append(squad.QaExample("long", "Where is the treasure? " * 4, LONG_CONTEXT, []))
+    features = [feature for feature in _features(world / "pretrained", examples)
+                if feature.window_index == 0]
+    with tf.Graph().as_default():
+        table = export.vocab_table(str(world / "pretrained" / "vocab.txt"))
+        encoded = export_squad.encode_question_context(
+            tf.constant([example.question for example in examples]),
+            tf.constant([example.context for example in examples]), table, True,
+            MAX_SEQ_LENGTH, MAX_QUERY_LENGTH)
+        with tf1.Session() as session:
+            session.run(tf1.tables_initializer())
+            (ids, mask, segments), (starts, ends), offsets, lengths = session.run(encoded)
+    for row, feature in enumerate(features):
+        size = sum(feature.input_mask)
+        assert ids[row, :size].tolist() == feature.input_ids[:size]
+        assert mask[row].tolist() == feature.input_mask[:mask.shape[1]]
+        assert segments[row, :size].tolist() == feature.segment_ids[:size]
+        spans = feature.token_spans[offsets[row]:offsets[row] + lengths[row]]
+        assert None not in spans and lengths[row] == size - offsets[row] - 1
+        pieces = list(zip(starts.to_list()[row], ends.to_list()[row]))[:lengths[row]]
+        assert pieces == [tuple(span) for span in spans]
+
+
 def _features(model_dir, examples):
     """Every window of the examples, cut as the tests' runs cut them."""
     tokenizer = tokenization.create_tokenizer(str(model_dir / "vocab.txt"), True)
