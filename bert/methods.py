@@ -35,7 +35,7 @@ pyproject.toml, so the core finds it without importing the method.
 """
 import dataclasses
 from importlib import metadata
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import tensorflow as tf
 
@@ -64,6 +64,10 @@ class ClassifierGraph:
     is_regression: bool
     # The graph's teachers by checkpoint, built on the first request (bert.teacher).
     teachers: dict = dataclasses.field(default_factory=dict)
+    # A task head other than Google's classifier (SQuAD's span head): how a teacher's BertModel
+    # gets the same logits, and the checkpoint variable that says a teacher has that head.
+    teacher_head: Optional[Callable] = None
+    head_weights: Optional[str] = None
 
 
 @dataclasses.dataclass

@@ -77,6 +77,16 @@ def span_loss(start_logits, end_logits, start_positions, end_positions):
     return (start + end) / SPAN_ENDS
 
 
+def span_logits(start_logits, end_logits):
+    """[batch, 2, seq]: what a distilling method compares, a softmax over positions per end."""
+    return tf.stack([start_logits, end_logits], axis=1)
+
+
+def teacher_span_logits(teacher_model):
+    """A teacher's span logits (its own ``cls/squad`` head, under the teacher's scope)."""
+    return span_logits(*qa_head(teacher_model.sequence_output))
+
+
 def build_qa_logits(bert_config, is_training, input_ids, input_mask, segment_ids, hooks):
     """(BertModel, start_logits, end_logits) in the current graph with the methods' hooks."""
     model = modeling.BertModel(bert_config, is_training, input_ids, input_mask, segment_ids,
@@ -109,9 +119,10 @@ class QaModelSettings:
 def model_fn_builder(bert_config, settings: QaModelSettings, method_list,
                      extra_training_hooks=()):
     """Estimator model_fn: TRAIN runs the methods' phases as the classifier does (the graph
-    they see has no classifier logits: ``logits`` and ``predictions`` are None, as in
-    pre-training); PREDICT gives unique_ids, start_logits and end_logits. SQuAD is scored on
-    decoded text, so there is no EVAL mode."""
+    they see has ``span_logits`` as its logits, so a distilling method's soft-logit loss is
+    the KL of the start and of the end distributions, and a teacher gets the span head);
+    PREDICT gives unique_ids, start_logits and end_logits. SQuAD is scored on decoded text, so
+    there is no EVAL mode."""
     allow_missing = HEAD_VARIABLES + methods.allow_missing(method_list)
 
     def model_fn(features, labels, mode, params=None):
@@ -128,9 +139,10 @@ def model_fn_builder(bert_config, settings: QaModelSettings, method_list,
                 END_LOGITS: end_logits})
         per_example_loss = span_loss(start_logits, end_logits, features[START_POSITIONS],
                                      features[END_POSITIONS])
-        graph = methods.ClassifierGraph(model=model, logits=None, predictions=None,
-                                        per_example_loss=per_example_loss, features=features,
-                                        is_training=True, is_regression=False)
+        graph = methods.ClassifierGraph(
+            model=model, logits=span_logits(start_logits, end_logits), predictions=None,
+            per_example_loss=per_example_loss, features=features, is_training=True,
+            is_regression=False, teacher_head=teacher_span_logits, head_weights=HEAD_WEIGHTS)
         hooks.create_variables(graph)
         task_loss = tf.reduce_mean(per_example_loss)
         total_loss = hooks.task_loss_weight * task_loss + hooks.extra_loss(graph)

@@ -70,17 +70,19 @@ def load_teacher_variables(teacher_checkpoint, variables, flag="teacher_checkpoi
 
 
 def build_teacher(teacher_config, teacher_checkpoint, features, num_outputs,
-                  flag="teacher_checkpoint", head=True) -> TeacherOutputs:
+                  flag="teacher_checkpoint", head=True, head_fn=None) -> TeacherOutputs:
     """The frozen teacher (BERT + Google's classifier head) on ``features``.
 
-    ``head=False`` builds the encoder only (pre-training distillation has no task head).
+    ``head=False`` builds the encoder only (pre-training distillation has no task head);
+    ``head_fn(model)`` builds another task's head (SQuAD's spans) instead of the classifier's.
     """
     with tf1.variable_scope(TEACHER_SCOPE, custom_getter=_frozen_local_getter):
         model = modeling.BertModel(teacher_config, False, features["input_ids"],
                                    features.get("input_mask"), features.get("segment_ids"))
         logits = None
         if head:
-            logits = tf.stop_gradient(classifier_head(model.pooled_output, num_outputs, False))
+            logits = tf.stop_gradient(head_fn(model) if head_fn else
+                                      classifier_head(model.pooled_output, num_outputs, False))
     load_teacher_variables(teacher_checkpoint,
                            [v for v in tf1.local_variables()
                             if v.op.name.startswith(TEACHER_SCOPE + "/")], flag)
@@ -112,10 +114,11 @@ def shared_teacher(graph, teacher_config, teacher_checkpoint, flag="teacher_chec
                          f"{next(iter(graph.teachers))}; every method of a run shares one teacher")
     if prefix not in graph.teachers:
         stored = dict(tf.train.list_variables(prefix))
-        head = graph.logits is not None and HEAD_WEIGHTS in stored
+        head = graph.logits is not None and (graph.head_weights or HEAD_WEIGHTS) in stored
         num_outputs = int(graph.logits.shape[-1]) if head else None
         graph.teachers[prefix] = build_teacher(teacher_config, prefix, graph.features,
-                                               num_outputs, flag, head=head)
+                                               num_outputs, flag, head=head,
+                                               head_fn=graph.teacher_head)
     return graph.teachers[prefix]
 
 

@@ -430,3 +430,48 @@ def test_export_refuses_a_model_without_a_squad_head(tmp_path):
     assert "no SQuAD head" in last_line(process)
     assert not (tmp_path / "out").exists()
 
+
+
+# Distillation from a SQuAD teacher ----------------------------------------------------------------
+def logged(output_dir, tag):
+    values = {}
+    for path in glob.glob(str(output_dir / "events.out.tfevents.*")):
+        for event in tf1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.simple_value
+    return values
+
+
+def test_a_smaller_student_distils_from_the_squad_teacher(world, trained, tmp_path):
+    """One layer instead of two, from initialiser weights: the KL of the teacher's start and
+    end distributions falls and the student answers the questions the teacher memorised."""
+    vocab = vocabulary()
+    config = tiny_config(vocab_size=len(vocab), hidden_size=HIDDEN, num_attention_heads=4,
+                         num_hidden_layers=1, intermediate_size=2 * HIDDEN,
+                         max_position_embeddings=64, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)
+    write_tiny_model(tmp_path / "student", config, initializer_weights(config), vocab=vocab)
+    output_dir = tmp_path / "distilled"
+    command = [flag.replace(str(world / "pretrained"), str(tmp_path / "student"))
+               for flag in squad_command(world, output_dir)]
+    checked(run("distill.run_squad", *command[1:], f"--teacher_model_dir={trained / 'model'}",
+                "--temperature=2", "--attention_weight=0"))
+    logit_loss = logged(output_dir, "distill_logit_loss")
+    assert logit_loss[max(logit_loss)] < logit_loss[min(logit_loss)] / LOSS_DROP, logit_loss
+    results = read_results(output_dir / squad_eval.EVAL_RESULTS_FILE)
+    assert results["exact_match"] >= MEMORISED_EM, results
+    stored = checkpoint.list_checkpoint(str(output_dir / squad_model.MODEL_DIR))
+    assert not any(name.startswith(("teacher/", "distill/")) for name in stored)
+
+
+def test_a_teacher_without_a_squad_head_is_refused_in_one_line(world, tmp_path):
+    output_dir = tmp_path / "student"
+    process = run("distill.run_squad", *squad_command(world, output_dir)[1:],
+                  f"--teacher_model_dir={world / 'pretrained'}")
+    assert process.returncode == 1
+    assert last_line(process) == (f"distill.run_squad: error: --teacher_model_dir="
+                                  f"{world / 'pretrained'}: no SQuAD head "
+                                  f"({squad_model.HEAD_WEIGHTS}); fine-tune the teacher with "
+                                  "bert.run_squad"), last_line(process)
+    assert not output_dir.exists()
