@@ -37,6 +37,11 @@ def flop_default(name):
 
 def define_flags():
     google_flags.define_flags()
+    define_flop_flags()
+
+
+def define_flop_flags():
+    """The FLOP seed's own flags (shared with flop.run_squad)."""
     flags.DEFINE_float("target_sparsity", None, "Share of gated parameters to prune, in [0, 1).")
     flags.DEFINE_integer("target_sparsity_warmup", flop_default("target_sparsity_warmup"),
                          "Steps over which the target grows linearly from 0 to the target.")

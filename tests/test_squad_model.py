@@ -41,6 +41,7 @@ TRAIN_FLAGS = ["--train_batch_size=6", "--num_train_epochs=40",
                "--seed=3"]
 MEMORISED_EM = 80.0  # exact match on the training questions after training
 LOSS_DROP = 10.0  # the logged loss falls at least this many times
+COMPACT_EM = 50.0  # exact match of the FLOP-compact model on the memorised questions
 LOGIT_TOLERANCE = 1e-4
 INT8_TOLERANCE = 0.25  # max |INT8 - fp32| logit difference on the trained tiny model
 HIDDEN = 32
@@ -475,3 +476,33 @@ def test_a_teacher_without_a_squad_head_is_refused_in_one_line(world, tmp_path):
                                   f"({squad_model.HEAD_WEIGHTS}); fine-tune the teacher with "
                                   "bert.run_squad"), last_line(process)
     assert not output_dir.exists()
+
+
+# FLOP on SQuAD ----------------------------------------------------------------------------------
+def test_flop_prunes_a_squad_model_into_a_compact_one_that_still_answers(world, trained,
+                                                                         tmp_path):
+    """factorize (the span head kept) → flop.run_squad → remove_mask → predict with the compact
+    model: the gates reach the target and the compact folder is a working SQuAD model."""
+    factorized = tmp_path / "factorized"
+    checked(run("flop.factorize", f"--bert_config_file={trained / 'model' / 'bert_config.json'}",
+                f"--checkpoint={trained / 'model'}", f"--output_dir={factorized}"))
+    assert squad_model.HEAD_WEIGHTS in checkpoint.list_checkpoint(str(factorized))
+    pruned = tmp_path / "pruned"
+    command = [flag.replace(str(world / "pretrained"), str(factorized))
+               for flag in squad_command(world, pruned)]
+    checked(run("flop.run_squad", *command[1:], "--target_sparsity=0.5",
+                "--target_sparsity_warmup=20", "--lambda_learning_rate=0.05",
+                "--alpha_learning_rate=0.1", "--learning_rate=1e-3"))
+    compact = tmp_path / "compact"
+    process = checked(run("flop.remove_mask", f"--checkpoint={pruned / 'model'}",
+                          f"--output_folder_dir={compact}", "--latency_iterations=0"))
+    info = dict(line.split(": ", 1) for line in (compact / "info.txt").read_text().splitlines()
+                if ": " in line)
+    assert float(info["deterministic_sparsity"]) > 0.3, process.stdout
+    predicted = tmp_path / "predicted"
+    checked(run("bert.run_squad", f"--init_checkpoint={compact}", "--do_predict",
+                f"--predict_file={world / 'train-v1.1.json'}", f"--output_dir={predicted}",
+                *SIZE_FLAGS))
+    results = read_results(predicted / squad_eval.EVAL_RESULTS_FILE)
+    assert results["total"] == len(ARTICLES) and results["missing"] == 0
+    assert results["exact_match"] >= COMPACT_EM, results
