@@ -15,6 +15,7 @@ from bert import checkpoint, cli, distribution, methods, model_folder, modeling,
 from bert.classifier import classifier_head, convert_example
 from bert.features import HEAD
 from bert.model_fn import HEAD_WEIGHTS
+from bert.squad_model import HEAD_WEIGHTS as SQUAD_HEAD_WEIGHTS
 from bert.errors import InputError
 from bert.glue import InputExample
 
@@ -60,6 +61,9 @@ def load_model_folder(path, flag="model_dir"):
     checkpoint read whole: a truncated one is one line here, not a traceback at restore."""
     model = model_folder.load(path, flag, FOLDER_EXPECTED, verify_weights=True)
     stored = checkpoint.list_checkpoint(model.checkpoint_prefix)
+    cli.require(SQUAD_HEAD_WEIGHTS not in stored,
+                f"--{flag}={path}: a SQuAD model (span head {SQUAD_HEAD_WEIGHTS}); "
+                "deploy.export_squad exports it")
     cli.require(HEAD_WEIGHTS in stored, f"--{flag}={path}: the checkpoint has no classifier "
                                         f"head ({HEAD_WEIGHTS}); fine-tune it first")
     return ModelFolder(path, model.bert_config, model.checkpoint_prefix, model.vocab_file,

@@ -506,3 +506,11 @@ def test_flop_prunes_a_squad_model_into_a_compact_one_that_still_answers(world, 
     results = read_results(predicted / squad_eval.EVAL_RESULTS_FILE)
     assert results["total"] == len(ARTICLES) and results["missing"] == 0
     assert results["exact_match"] >= COMPACT_EM, results
+
+
+def test_the_classifier_export_points_a_squad_model_to_export_squad(trained, tmp_path):
+    process = run("deploy.export", f"--model_dir={trained / 'model'}",
+                  f"--output_dir={tmp_path / 'out'}", f"--max_seq_length={MAX_SEQ_LENGTH}")
+    assert process.returncode == 1
+    assert last_line(process).endswith("deploy.export_squad exports it"), last_line(process)
+    assert not (tmp_path / "out").exists()
