@@ -1,4 +1,5 @@
 """Shared test fixtures: where the real GLUE data and the real pretrained model live."""
+import importlib.util
 import os
 import pathlib
 
@@ -6,6 +7,16 @@ import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+def load_downloader():
+    """datasets/download_glue.py, imported by its path: datasets/ is a data folder, not a
+    package, and the script runs before the project's environment exists."""
+    spec = importlib.util.spec_from_file_location(
+        "download_glue", REPO_ROOT / "datasets" / "download_glue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _dir_from_env(variable, default):

@@ -1,7 +1,6 @@
 """The GLUE downloader against a local HTTP server serving small archives in the GLUE layout."""
 import functools
 import http.server
-import importlib.util
 import shutil
 import socket
 import threading
@@ -9,7 +8,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_downloader
 
 from bert import glue
 
@@ -17,13 +16,6 @@ SERVER_STOP_TIMEOUT_SECONDS = 5
 SERVER_POLL_SECONDS = 0.05  # how soon shutdown() is noticed
 
 
-def load_downloader():
-    """Imports the script by path: datasets/ is a data folder, not a package."""
-    spec = importlib.util.spec_from_file_location(
-        "download_glue", REPO_ROOT / "datasets" / "download_glue.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 download_glue = load_downloader()

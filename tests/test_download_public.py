@@ -2,7 +2,6 @@
 SQuAD), against tiny archives in each real layout served from file:// URLs: no internet."""
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -13,16 +12,9 @@ import zipfile
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_downloader
 
 
-def load_downloader():
-    """Imports the script by path, as tests/test_download_glue.py does: datasets/ is no package."""
-    spec = importlib.util.spec_from_file_location(
-        "download_glue", REPO_ROOT / "datasets" / "download_glue.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 download_glue = load_downloader()

@@ -1,7 +1,6 @@
 """The user's own data: CSV/TSV/JSONL/folders with named columns, read the same way by every
 entry point; bad rows named by file, line and column; head+tail truncation of long texts."""
 import json
-import os
 import subprocess
 import sys
 
@@ -9,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert import features, metrics, model_folder, modeling, tasks, tokenization, user_task
+from bert import features, metrics, model_folder, modeling, tasks, tokenization
 from bert.errors import InputError, UsageError
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_downloader
 from deploy import export, inference
 from tiny_bert import TINY_VOCAB, write_small_model, write_vocab
 
@@ -319,14 +318,6 @@ def test_every_entry_point_names_a_wrong_column_in_one_line(trained_tickets, tmp
     assert not (tmp_path / "out").exists()
 
 
-def load_downloader():
-    """datasets/download_glue.py by path (datasets/ is a data folder, not a package)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "download_glue", REPO_ROOT / "datasets" / "download_glue.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 LONG_DOCUMENT_LAYOUTS = {  # a few rows of each set as download_glue.py leaves it
