@@ -397,13 +397,13 @@ def validate(args):
     cli.resolve_task_arguments(args)
     cli.require((args.task_name is None) == (args.data_dir is None),
                 "--task_name and --data_dir go together (the dev metric needs both)")
+    name = args.task_name and tasks.display_name(args.task_name)
     if args.task_name is not None:
         task_labels = tasks.get_processor(args.task_name).get_labels()
         task_num_labels = 1 if task_labels is None else len(task_labels)
-        cli.require(task_num_labels == model.num_labels,
-                    f"--task_name={args.task_name} has {task_num_labels} labels but the model's "
-                    f"head has {model.num_labels}")
-        cli.require_dir(args.data_dir, "data_dir", f"the {args.task_name} data")
+        cli.require(task_num_labels == model.num_labels, f"--task_name={name} has "
+                    f"{task_num_labels} labels but the model's head has {model.num_labels}")
+        cli.require_dir(args.data_dir, "data_dir", f"the {name} data")
     learned = LearnedInt8(model)
     if args.int8_mode is None:
         args.int8_mode = onnx_int8.LEARNED if learned.ranges else onnx_int8.DYNAMIC
@@ -415,7 +415,7 @@ def validate(args):
                                                 "examples: give --task_name and --data_dir")
         train_file = tasks.get_processor(args.task_name).train_file
         cli.require_file(os.path.join(args.data_dir, train_file), "data_dir",
-                         f"the {args.task_name} {train_file} that calibrates --int8_mode static")
+                         f"the {name} {train_file} that calibrates --int8_mode static")
     cli.require_in_range(args.calibration_examples, "calibration_examples", 1)
     return model, learned
 
@@ -462,8 +462,8 @@ def int8_description(args):
     if args.int8_mode == onnx_int8.STATIC:
         return (f"onnxruntime quantize_static (QDQ) of every MatMul (Attention split into "
                 f"MatMuls and MultiHeadAttention): UInt8 activations calibrated (MinMax) on "
-                f"{args.calibration_examples} {args.task_name} train examples, QInt8 weights, "
-                f"per_channel={INT8_PER_CHANNEL}")
+                f"{args.calibration_examples} {tasks.display_name(args.task_name)} train "
+                f"examples, QInt8 weights, per_channel={INT8_PER_CHANNEL}")
     return f"onnxruntime quantize_dynamic, QInt8 weights, per_channel={INT8_PER_CHANNEL}"
 
 
@@ -509,8 +509,8 @@ def write_export(model, args, folder, task, learned=None):
         runner.close()
         float_runner.close()
     summary = describe(model, args, labels)
-    summary["compared_on"] = (f"{len(pairs)} built-in sample sentences" if examples is None
-                              else f"{len(pairs)} {args.task_name} dev examples")
+    summary["compared_on"] = (f"{len(pairs)} built-in sample sentences" if examples is None else
+                              f"{len(pairs)} {tasks.display_name(args.task_name)} dev examples")
     summary["max_abs_logit_diff_vs_checkpoint"] = {
         name: float(np.max(np.abs(values - logits["checkpoint"])))
         for name, values in logits.items() if name != "checkpoint"}

@@ -11,8 +11,8 @@ import tensorflow as tf
 from bert import features, metrics, model_folder, modeling, tasks, tokenization
 from bert.errors import InputError, UsageError
 from conftest import REPO_ROOT, load_downloader
-from deploy import export, inference
-from tiny_bert import TINY_VOCAB, write_small_model, write_vocab
+from deploy import compress, export, inference
+from tiny_bert import TINY_VOCAB, compress_command, write_small_model, write_vocab
 
 TIMEOUT = 600
 SEQ = 16
@@ -349,3 +349,33 @@ def test_every_task_file_the_downloader_writes_reads(tmp_path, name):
     if name == "Yelp-5":  # no header: columns by number, the label first
         assert (train[0].text_a, train[0].label) == ("great fun\\nand good", "5")
         assert processor.get_labels() == ["1", "2", "3", "4", "5"]
+
+
+@pytest.mark.slow
+def test_the_compound_recipe_runs_on_a_jsonl_task_and_a_changed_column_is_a_new_run(tmp_path):
+    """deploy.compress's fixed chain (fine-tune, factorize, FLOP, remove_mask, PoWER-BERT,
+    export) on JSON lines with named fields; the shipped export.json names the task. The same
+    output folder with another label field reuses nothing: every step runs again."""
+    write_small_model(tmp_path / "pretrained")
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(text, label) for text, label in ROWS] * 8
+    for split in ("train", "dev"):
+        (data / f"{split}.jsonl").write_text("".join(
+            json.dumps({"review": text, "stars": label, "other": "neg"}) + "\n"
+            for text, label in rows))
+    columns = ["--input_format=jsonl", "--text_a_column=review", "--label_column=stars"]
+    command = [flag.replace("--task_name=SST-2", "--task_name=reviews")
+               for flag in compress_command(tmp_path, tmp_path / "out")]
+    process = subprocess.run(command + columns, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=TIMEOUT)
+    assert process.returncode == 0, process.stderr[-3000:]
+    exported = json.loads(next((tmp_path / "out").glob("*export*/export.json")).read_text())
+    assert json.loads(exported["task_name"])["label_column"] == "stars"
+    assert exported["labels"] == ["neg", "pos"] and exported["dev"]["examples"] == len(rows)
+    changed = subprocess.run(command + columns[:-1] + ["--label_column=other",
+                                                       "--labels=neg,pos"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "already done, skipped" not in changed.stdout  # every step ran again
+    assert f"{compress.FINE_TUNE_DIR}: done in" in changed.stdout
