@@ -444,6 +444,7 @@ def logged(output_dir, tag):
     return values
 
 
+@pytest.mark.slow  # CI's set keeps fine-tuning and export; these chain on
 def test_a_smaller_student_distils_from_the_squad_teacher(world, trained, tmp_path):
     """One layer instead of two, from initialiser weights: the KL of the teacher's start and
     end distributions falls and the student answers the questions the teacher memorised."""
@@ -479,6 +480,7 @@ def test_a_teacher_without_a_squad_head_is_refused_in_one_line(world, tmp_path):
 
 
 # FLOP on SQuAD ----------------------------------------------------------------------------------
+@pytest.mark.slow  # CI's set keeps fine-tuning and export; these chain on
 def test_flop_prunes_a_squad_model_into_a_compact_one_that_still_answers(world, trained,
                                                                          tmp_path):
     """factorize (the span head kept) → flop.run_squad → remove_mask → predict with the compact
