@@ -2,7 +2,7 @@
 
     python -m deploy.serve --export_dir exported/compact [--engine onnx_int8|onnx|saved_model]
         [--model_name NAME] [--host 127.0.0.1 --port 8501] [--max_batch_size 32]
-        [--batch_timeout_ms 5] [--max_request_instances 64] [--max_body_bytes 1000000]
+        [--batch_timeout_ms 0] [--max_request_instances 64] [--max_body_bytes 1000000]
         [--threads 2]
 
 Endpoints (NAME: --model_name, the export folder's name by default):
@@ -20,6 +20,10 @@ of 16 costs far less than 16 calls of one, so instances of concurrent requests s
 Every instance joins one queue; the batcher takes up to --max_batch_size of them, waiting at
 most --batch_timeout_ms after the first, and runs tokenization (our ``bert.tokenization``:
 the checkpoint's own ids) and the engine in one worker thread, so the event loop never blocks.
+The default wait is 0: a batch is what arrived while the engine ran the one before, so a lone
+request never waits and a busy server still batches (measured on the demo's distilled INT8
+export, docs/benchmarks/serving.md: a 5 ms wait cost concurrency 1 6.5 ms of its 8.1 ms p50
+and lowered throughput at every concurrency).
 
 A bad request gets HTTP 400 (413 for a body over --max_body_bytes, 404 for another model's
 name) with ``{"error": "..."}`` naming the field. SIGTERM or SIGINT stops accepting
@@ -73,7 +77,7 @@ class ServerSettings:
     host: str = LOCAL_HOST
     port: int = DEFAULT_PORT
     max_batch_size: int = 32
-    batch_timeout_ms: float = 5.0
+    batch_timeout_ms: float = 0.0  # 0: whatever queued while the engine was busy
     max_request_instances: int = 64
     max_body_bytes: int = 1_000_000
     threads: int = 2
@@ -436,7 +440,8 @@ def main(argv=None):
     parser.add_argument("--max_batch_size", type=int, default=_default("max_batch_size"),
                         help="most instances in one engine call")
     parser.add_argument("--batch_timeout_ms", type=float, default=_default("batch_timeout_ms"),
-                        help="longest wait for more instances after a batch's first")
+                        help="longest wait for more instances after a batch's first (0: "
+                             "only those that queued while the engine was busy)")
     parser.add_argument("--max_request_instances", type=int,
                         default=_default("max_request_instances"),
                         help="most instances in one request (more: 400)")
