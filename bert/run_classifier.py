@@ -10,6 +10,7 @@ current step first. A model folder whose config carries a method's inference set
 PoWER-BERT retention configuration) is run with that method.
 """
 import dataclasses
+import functools
 
 from absl import flags
 
@@ -86,8 +87,16 @@ def settings_from_flags(**overrides):
 
 
 def resolved_task_name():
-    """--task_name with --data_dir and the user-data flags, as libraries take it."""
-    return tasks.resolve(FLAGS.task_name, FLAGS.data_dir, user_task.flag_values(FLAGS))
+    """--task_name with --data_dir and the user-data flags, as libraries take it; resolved once
+    per process (a run builds its settings once per stage, and resolving may read the whole
+    train file for its labels)."""
+    values = tuple(sorted(user_task.flag_values(FLAGS).items()))
+    return _resolve_once(FLAGS.task_name, FLAGS.data_dir, values)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_once(task_name, data_dir, values):
+    return tasks.resolve(task_name, data_dir, dict(values))
 
 
 main = cli.absl_main(PROGRAM, lambda: Classifier(settings_from_flags()).run())  # what app.run calls (tests call it directly)
